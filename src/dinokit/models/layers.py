@@ -1,0 +1,124 @@
+"""The building blocks of the DINOv2 ViT, one small module each, named for what they are."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patches → tokens. Sides that are not multiples of the patch size are floored
+    (the right/bottom remainder is dropped), as transformers does; the official code asserts instead."""
+
+    def __init__(self, patch_size: int, in_chans: int, dim: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a fused QKV projection ([Q; K; V] rows, as the official weights).
+
+    The default path is `scaled_dot_product_attention`; the explicit path runs only when the attention
+    weights are asked for or a head mask is given.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.attn_drop = attn_drop
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor, need_weights: bool = False, head_mask: torch.Tensor | None = None):
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        drop = self.attn_drop if self.training else 0.0
+        weights = None
+        if need_weights or head_mask is not None:
+            weights = (q * self.scale) @ k.transpose(-2, -1)
+            weights = weights.softmax(dim=-1)
+            weights = F.dropout(weights, drop, self.training)
+            if head_mask is not None:
+                weights = weights * head_mask
+            out = weights @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, N, C)))
+        return out, weights
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class SwiGLUFFN(nn.Module):
+    """The fused SwiGLU of ViT-g: one projection to [x1; x2], silu(x1) * x2, then back."""
+
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
+        super().__init__()
+        self.w12 = nn.Linear(dim, 2 * hidden)
+        self.w3 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self.w12(x).chunk(2, dim=-1)
+        return self.drop(self.w3(F.silu(x1) * x2))
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int, init_values: float):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init_values)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch of a sample, scaling the kept ones."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class Block(nn.Module):
+    """x + ls1(attn(norm1(x))); x + ls2(mlp(norm2(x)))."""
+
+    def __init__(self, dim, num_heads, mlp_hidden, *, swiglu=False, qkv_bias=True, layerscale=1.0,
+                 drop_path=0.0, eps=1e-6, attn_drop=0.0, drop=0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
+        self.ls1 = LayerScale(dim, layerscale) if layerscale else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = SwiGLUFFN(dim, mlp_hidden, drop) if swiglu else Mlp(dim, mlp_hidden, drop)
+        self.ls2 = LayerScale(dim, layerscale) if layerscale else nn.Identity()
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x, need_weights: bool = False, head_mask: torch.Tensor | None = None):
+        attn, weights = self.attn(self.norm1(x), need_weights=need_weights, head_mask=head_mask)
+        x = x + self.drop_path(self.ls1(attn))
+        x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+        return x, weights

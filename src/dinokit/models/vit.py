@@ -1,0 +1,192 @@
+"""The DINOv2 Vision Transformer: a pure `nn.Module`, tensors in, tensors out.
+
+Token order is [CLS, registers, patches]; registers get no position embedding; masked patches are
+replaced by the mask token before position embeddings are added (iBOT). Parameter names follow the
+official checkpoints; other layouts are translated in `dinokit.weights`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import Dinov2Config
+from .layers import Block, PatchEmbed
+from .outputs import BaseModelOutputWithPooling
+from .pos_embed import interpolate_patch_pos_embed, needs_interpolation
+
+
+class DinoVisionTransformer(nn.Module):
+    def __init__(self, config: Dinov2Config):
+        super().__init__()
+        self.config = config
+        dim = config.hidden_size
+        self.patch_size = config.patch_size
+        self.num_register_tokens = config.num_register_tokens
+        self.patch_embed = PatchEmbed(config.patch_size, config.num_channels, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + config.grid_size**2, dim))
+        self.register_tokens = (
+            nn.Parameter(torch.zeros(1, config.num_register_tokens, dim)) if config.num_register_tokens else None
+        )
+        self.mask_token = nn.Parameter(torch.zeros(1, dim))
+        self.blocks = nn.ModuleList(
+            Block(
+                dim, config.num_attention_heads, config.mlp_hidden_size,
+                swiglu=config.use_swiglu_ffn, qkv_bias=config.qkv_bias, layerscale=config.layerscale_value,
+                drop_path=config.drop_path_rate, eps=config.layer_norm_eps,
+                attn_drop=config.attention_probs_dropout_prob, drop=config.hidden_dropout_prob,
+            )
+            for _ in range(config.num_hidden_layers)
+        )
+        self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self._pos_cache: dict = {}
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        std = self.config.initializer_range
+        nn.init.trunc_normal_(self.pos_embed, std=std)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        if self.register_tokens is not None:
+            nn.init.normal_(self.register_tokens, std=1e-6)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def interpolate_mode(self) -> str:
+        return self.config.interpolate_mode or "official"
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 1 + self.num_register_tokens
+
+    # --- embeddings --------------------------------------------------------------------------------
+    def position_embeddings(self, image_hw: tuple[int, int]) -> torch.Tensor:
+        """[1, 1 + h*w, D] for an image of (H, W) pixels; cached per size when no gradient is recorded."""
+        grid_hw = (image_hw[0] // self.patch_size, image_hw[1] // self.patch_size)
+        if grid_hw[0] == 0 or grid_hw[1] == 0:
+            raise ValueError(f"image of {image_hw[0]}x{image_hw[1]} px is smaller than one {self.patch_size}-px patch")
+        mode = self.interpolate_mode
+        side = self.config.grid_size
+        if not needs_interpolation(side, grid_hw, image_hw, mode):
+            return self.pos_embed
+        cacheable = not torch.is_grad_enabled() and not torch.jit.is_tracing()
+        key = (grid_hw, mode, self.pos_embed.dtype, self.pos_embed.device, self.pos_embed._version,
+               self.pos_embed.data_ptr())
+        if cacheable and key in self._pos_cache:
+            return self._pos_cache[key]
+        patch_pos = interpolate_patch_pos_embed(
+            self.pos_embed[:, 1:], grid_hw, mode, registers=self.num_register_tokens > 0
+        )
+        pos = torch.cat((self.pos_embed[:, :1], patch_pos), dim=1)
+        if cacheable:
+            if len(self._pos_cache) >= 16:
+                self._pos_cache.clear()
+            self._pos_cache[key] = pos
+        return pos
+
+    def prepare_tokens(self, pixel_values: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        B, _, H, W = pixel_values.shape
+        x = self.patch_embed(pixel_values)
+        if masks is not None:
+            x = torch.where(masks.unsqueeze(-1), self.mask_token.to(x.dtype).unsqueeze(0), x)
+        x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
+        x = x + self.position_embeddings((H, W))
+        if self.register_tokens is not None:
+            x = torch.cat((x[:, :1], self.register_tokens.expand(B, -1, -1), x[:, 1:]), dim=1)
+        return x
+
+    # --- transformers vocabulary ---------------------------------------------------------------------
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ):
+        head_masks = self._head_masks(head_mask)
+        x = self.prepare_tokens(pixel_values, bool_masked_pos)
+        hidden_states = [x] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for blk, mask in zip(self.blocks, head_masks):
+            x, weights = blk(x, need_weights=bool(output_attentions), head_mask=mask)
+            if hidden_states is not None:
+                hidden_states.append(x)
+            if attentions is not None:
+                attentions.append(weights)
+        x = self.norm(x)
+        out = BaseModelOutputWithPooling(
+            last_hidden_state=x,
+            pooler_output=x[:, 0],
+            hidden_states=tuple(hidden_states) if hidden_states is not None else None,
+            attentions=tuple(attentions) if attentions is not None else None,
+        )
+        if return_dict is False or (return_dict is None and torch.jit.is_tracing()):
+            return out.to_tuple()
+        return out
+
+    def _head_masks(self, head_mask: torch.Tensor | None) -> list:
+        """transformers' head_mask: [heads] for every layer or [layers, heads]; 1 keeps a head, 0 masks it."""
+        depth = len(self.blocks)
+        if head_mask is None:
+            return [None] * depth
+        head_mask = torch.as_tensor(head_mask)
+        if head_mask.dim() == 1:
+            head_mask = head_mask.expand(depth, -1)
+        if head_mask.shape != (depth, self.config.num_attention_heads):
+            raise ValueError(
+                f"head_mask must have shape [{self.config.num_attention_heads}] or "
+                f"[{depth}, {self.config.num_attention_heads}], got {list(head_mask.shape)}"
+            )
+        return [m.view(1, -1, 1, 1) for m in head_mask]
+
+    # --- official vocabulary -------------------------------------------------------------------------
+    def forward_features(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        x = self.prepare_tokens(x, masks)
+        for blk in self.blocks:
+            x, _ = blk(x)
+        x_norm = self.norm(x)
+        r = self.num_prefix_tokens
+        return {
+            "x_norm_clstoken": x_norm[:, 0],
+            "x_norm_regtokens": x_norm[:, 1:r],
+            "x_norm_patchtokens": x_norm[:, r:],
+            "x_prenorm": x,
+            "masks": masks,
+        }
+
+    def get_intermediate_layers(self, x: torch.Tensor, n: int | list[int] = 1, reshape: bool = False,
+                                return_class_token: bool = False, norm: bool = True):
+        """Outputs of the last `n` blocks (or of the blocks listed in `n`), oldest first, as the official code."""
+        depth = len(self.blocks)
+        take = set(range(depth - n, depth)) if isinstance(n, int) else {i % depth for i in n}
+        B, _, H, W = x.shape
+        tokens = self.prepare_tokens(x)
+        outputs = []
+        for i, blk in enumerate(self.blocks):
+            tokens, _ = blk(tokens)
+            if i in take:
+                outputs.append(tokens)
+            if len(outputs) == len(take):
+                break
+        if norm:
+            outputs = [self.norm(o) for o in outputs]
+        class_tokens = [o[:, 0] for o in outputs]
+        outputs = [o[:, self.num_prefix_tokens:] for o in outputs]
+        if reshape:
+            h, w = H // self.patch_size, W // self.patch_size
+            outputs = [o.reshape(B, h, w, -1).permute(0, 3, 1, 2).contiguous() for o in outputs]
+        if return_class_token:
+            return tuple(zip(outputs, class_tokens))
+        return tuple(outputs)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+

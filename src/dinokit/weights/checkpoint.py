@@ -1,0 +1,88 @@
+"""Reading checkpoint files safely, inferring their architecture, and loading them into a model."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..models.config import Dinov2Config
+from .formats import to_dinokit, unwrap_checkpoint
+
+SAFETENSORS_NAME = "model.safetensors"
+PICKLE_NAME = "pytorch_model.bin"
+CONFIG_NAME = "config.json"
+
+
+class CheckpointMismatchError(ValueError):
+    """A state dict does not fit the model: names every missing, unexpected and wrongly shaped key."""
+
+    def __init__(self, missing, unexpected, wrong_shape, source=""):
+        self.missing, self.unexpected, self.wrong_shape = missing, unexpected, wrong_shape
+        lines = [f"checkpoint {source} does not match the model:" if source else "checkpoint does not match the model:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+        for k, got, want in wrong_shape:
+            lines.append(f"  wrong shape: {k} is {list(got)} in the checkpoint, the model needs {list(want)}")
+        super().__init__("\n".join(lines))
+
+
+def read_state_dict(path: str | os.PathLike) -> dict:
+    """Tensors of a .safetensors or pickled (.pth/.bin/.pt) file; pickles load with weights_only=True,
+    so nothing in the file is executed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} is not a loadable checkpoint (weights_only=True refuses code objects): {e}") from e
+
+
+def find_weights_file(folder: Path) -> Path:
+    for name in (SAFETENSORS_NAME, PICKLE_NAME):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{folder} has neither {SAFETENSORS_NAME} nor {PICKLE_NAME}")
+
+
+def infer_config(sd: dict[str, torch.Tensor]) -> Dinov2Config:
+    """Architecture of a dinokit-named state dict (for files that come without config.json).
+    The head count is not stored in a checkpoint: DINOv2 uses 64-dimensional heads."""
+    dim = sd["cls_token"].shape[-1]
+    patch = sd["patch_embed.proj.weight"].shape[-1]
+    depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+    swiglu = "blocks.0.mlp.w12.weight" in sd
+    hidden = sd["blocks.0.mlp.w12.weight"].shape[0] // 2 if swiglu else sd["blocks.0.mlp.fc1.weight"].shape[0]
+    grid = round((sd["pos_embed"].shape[1] - 1) ** 0.5)
+    return Dinov2Config(
+        hidden_size=dim, num_hidden_layers=depth, num_attention_heads=max(1, dim // 64),
+        mlp_ratio=4 if swiglu else hidden / dim, use_swiglu_ffn=swiglu, patch_size=patch,
+        image_size=grid * patch, num_channels=sd["patch_embed.proj.weight"].shape[1],
+        num_register_tokens=sd["register_tokens"].shape[1] if "register_tokens" in sd else 0,
+        qkv_bias="blocks.0.attn.qkv.bias" in sd, layerscale_value=1.0 if "blocks.0.ls1.gamma" in sd else 0.0,
+    )
+
+
+def load_converted(model: nn.Module, sd: dict[str, torch.Tensor], source: str = "") -> None:
+    """Load a dinokit-named state dict, refusing any mismatch. The mask token may be absent (timm and
+    mmpretrain drop it; it only matters for masked training) and then stays zero."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd and k != "mask_token"]
+    unexpected = [k for k in sd if k not in expected]
+    wrong = [(k, sd[k].shape, expected[k].shape) for k in sd if k in expected and sd[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointMismatchError(missing, unexpected, wrong, source)
+    model.load_state_dict(sd, strict=False)
+
+
+def state_dict_from_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A checkpoint file in any supported layout, as a dinokit-named state dict."""
+    return to_dinokit(unwrap_checkpoint(read_state_dict(path)))

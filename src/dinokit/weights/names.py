@@ -1,0 +1,53 @@
+"""Published model names → where their weights live and which architecture they are."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_SIZE_WORDS = {"s": "small", "b": "base", "l": "large", "g": "giant"}
+OFFICIAL_BASE_URL = "https://dl.fbaipublicfiles.com/dinov2"
+MMPRETRAIN_BASE_URL = "https://download.openmmlab.com/mmpretrain/v1.0/dinov2"
+_MMPRETRAIN_HASHES = {"s": "5641ca5a", "b": "ba246503", "l": "f3302d9e", "g": "2934a630"}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One published checkpoint: a Hugging Face repo (`repo_id`) or a URL of a single file."""
+
+    size: str
+    registers: bool
+    repo_id: str | None = None
+    url: str | None = None
+    interpolate_mode: str | None = None
+
+
+def official_url(size: str, registers: bool, kind: str = "pretrain") -> str:
+    m = f"dinov2_vit{size}14"
+    return f"{OFFICIAL_BASE_URL}/{m}/{m}{'_reg4' if registers else ''}_{kind}.pth"
+
+
+def _build() -> dict[str, ModelSource]:
+    table = {}
+    for size, word in _SIZE_WORDS.items():
+        for reg in (False, True):
+            table[f"dinov2_vit{size}14{'_reg' if reg else ''}"] = ModelSource(size, reg, url=official_url(size, reg))
+        table[f"facebook/dinov2-{word}"] = ModelSource(size, False, repo_id=f"facebook/dinov2-{word}")
+        table[f"facebook/dinov2-with-registers-{word}"] = ModelSource(
+            size, True, repo_id=f"facebook/dinov2-with-registers-{word}"
+        )
+        mm = f"vit-{word}-p14_dinov2-pre_3rdparty"
+        table[mm] = ModelSource(
+            size, False, url=f"{MMPRETRAIN_BASE_URL}/{mm}_20230426-{_MMPRETRAIN_HASHES[size]}.pth",
+            interpolate_mode="hf",  # mmpretrain's resize_pos_embed: bicubic by size, no antialias
+        )
+    return table
+
+
+MODEL_SOURCES: dict[str, ModelSource] = _build()
+
+
+def lookup(name: str) -> ModelSource | None:
+    return MODEL_SOURCES.get(name)
+
+
+def available_models() -> list[str]:
+    return sorted(MODEL_SOURCES)

@@ -1,0 +1,51 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("XFORMERS_DISABLED", "1")  # the official package probes xFormers at import
+
+PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="run tests marked slow (on by default when CI=true)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: full-size models or long jobs; run with --runslow or CI=true")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow") or os.environ.get("CI", "").lower() == "true":
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow or CI=true")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def perturb_(module: torch.nn.Module, std: float = 0.02) -> torch.nn.Module:
+    """Random weights everywhere (LayerNorm and LayerScale included), so parity covers every tensor."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * std)
+    return module.eval()
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.float() - b.float()).abs().max().item()
+
+
+@pytest.fixture
+def photos() -> list[Path]:
+    files = sorted(PHOTOS.glob("*"))
+    if not files:
+        pytest.skip(f"shared photos not found at {PHOTOS}")
+    return files
