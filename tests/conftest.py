@@ -49,3 +49,19 @@ def photos() -> list[Path]:
     if not files:
         pytest.skip(f"shared photos not found at {PHOTOS}")
     return files
+
+
+PARITY_LINES: list[str] = []
+
+
+@pytest.fixture
+def report():
+    """Record a measured number; all of them are printed at the end of the run."""
+    return PARITY_LINES.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if PARITY_LINES:
+        terminalreporter.section("measured parity (max abs difference)")
+        for line in PARITY_LINES:
+            terminalreporter.write_line(line)

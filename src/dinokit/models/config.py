@@ -102,6 +102,8 @@ class Dinov2Config:
         if d.get("id2label") is not None:
             d["id2label"] = {str(k): v for k, v in d["id2label"].items()}
             d.pop("num_labels")  # transformers derives it from id2label
+        if isinstance(d["mlp_ratio"], float) and d["mlp_ratio"].is_integer():
+            d["mlp_ratio"] = int(d["mlp_ratio"])  # transformers 5 validates it as an int
         registers = self.num_register_tokens > 0
         d["out_indices"] = self.backbone_out_indices
         d["out_features"] = [self.stage_names[i] for i in d["out_indices"]]

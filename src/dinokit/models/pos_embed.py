@@ -16,11 +16,10 @@ OFFICIAL_OFFSET = 0.1
 
 
 def interpolate_patch_pos_embed(
-    patch_pos_embed: torch.Tensor, grid_hw: tuple[int, int], mode: str, registers: bool
+    patch_pos_embed: torch.Tensor, side: int, grid_hw: tuple[int, int], mode: str, registers: bool
 ) -> torch.Tensor:
-    """Resample [1, M*M, D] patch position embeddings to the grid (h, w); computed in float32."""
-    _, num_positions, dim = patch_pos_embed.shape
-    side = int(round(num_positions**0.5))
+    """Resample [1, side*side, D] patch position embeddings to the grid (h, w); computed in float32."""
+    dim = patch_pos_embed.shape[-1]
     h, w = grid_hw
     grid = patch_pos_embed.float().reshape(1, side, side, dim).permute(0, 3, 1, 2)
     if registers or mode == "timm":

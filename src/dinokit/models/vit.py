@@ -69,8 +69,6 @@ class DinoVisionTransformer(nn.Module):
     def position_embeddings(self, image_hw: tuple[int, int]) -> torch.Tensor:
         """[1, 1 + h*w, D] for an image of (H, W) pixels; cached per size when no gradient is recorded."""
         grid_hw = (image_hw[0] // self.patch_size, image_hw[1] // self.patch_size)
-        if grid_hw[0] == 0 or grid_hw[1] == 0:
-            raise ValueError(f"image of {image_hw[0]}x{image_hw[1]} px is smaller than one {self.patch_size}-px patch")
         mode = self.interpolate_mode
         side = self.config.grid_size
         if not needs_interpolation(side, grid_hw, image_hw, mode):
@@ -81,7 +79,7 @@ class DinoVisionTransformer(nn.Module):
         if cacheable and key in self._pos_cache:
             return self._pos_cache[key]
         patch_pos = interpolate_patch_pos_embed(
-            self.pos_embed[:, 1:], grid_hw, mode, registers=self.num_register_tokens > 0
+            self.pos_embed[:, 1:], side, grid_hw, mode, registers=self.num_register_tokens > 0
         )
         pos = torch.cat((self.pos_embed[:, :1], patch_pos), dim=1)
         if cacheable:
@@ -92,6 +90,8 @@ class DinoVisionTransformer(nn.Module):
 
     def prepare_tokens(self, pixel_values: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         B, _, H, W = pixel_values.shape
+        if H < self.patch_size or W < self.patch_size:
+            raise ValueError(f"an image of {H}x{W} px is smaller than one {self.patch_size}-px patch")
         x = self.patch_embed(pixel_values)
         if masks is not None:
             x = torch.where(masks.unsqueeze(-1), self.mask_token.to(x.dtype).unsqueeze(0), x)
