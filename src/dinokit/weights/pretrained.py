@@ -13,7 +13,7 @@ from .checkpoint import (
     CONFIG_NAME, PICKLE_NAME, SAFETENSORS_NAME, find_weights_file, infer_config, load_converted,
     state_dict_from_file,
 )
-from .download import hub_file, url_file
+from ..download import hub_file, url_file
 from .formats import to_hf
 from .names import available_models, lookup
 

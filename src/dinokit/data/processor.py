@@ -1,0 +1,241 @@
+"""`Dinov2ImageProcessor`: the hub's `preprocessor_config.json` (a transformers `BitImageProcessor`), with
+the numerics of transformers' PIL backend, so pixel values equal `AutoImageProcessor`'s.
+
+PIL path: convert("RGB") → PIL bicubic resize of the shortest edge on uint8 (long side
+`int(256 * long / short)`) → centre crop at `((H - 224) // 2, (W - 224) // 2)` → ×1/255 in float64, then
+float32 → (x − mean) / std in float32.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .images import load_image, to_rgb
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CONFIG_NAME = "preprocessor_config.json"
+
+
+class BatchFeature(dict):
+    """`out["pixel_values"]` and `out.pixel_values`, as transformers' BatchFeature."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Dinov2ImageProcessor:
+    def __init__(
+        self,
+        do_convert_rgb: bool = True,
+        do_resize: bool = True,
+        size: int | dict | None = None,
+        resample: int = Image.BICUBIC,
+        do_center_crop: bool = True,
+        crop_size: int | dict | None = None,
+        do_rescale: bool = True,
+        rescale_factor: float = 1 / 255,
+        do_normalize: bool = True,
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+        size_divisor: int | None = None,
+        alpha_background: tuple[int, int, int] | None = None,
+        **unused,
+    ):
+        """Defaults are the hub's values (256 / 224 / ImageNet), not transformers' `BitImageProcessor`
+        class defaults. `size_divisor=14` (dinokit) resizes each side to the nearest multiple of 14 after the
+        shortest-edge resize, for full-image dense features; use it with `do_center_crop=False`.
+        `alpha_background=(255, 255, 255)` composites transparent images on white as transformers 5.x does;
+        the default (None) is `convert("RGB")`, as the official pipeline and transformers 4.x."""
+        self.do_convert_rgb = do_convert_rgb
+        self.do_resize = do_resize
+        self.size = {"shortest_edge": size} if isinstance(size, int) else dict(size or {"shortest_edge": 256})
+        self.resample = int(resample)
+        self.do_center_crop = do_center_crop
+        self.crop_size = ({"height": crop_size, "width": crop_size} if isinstance(crop_size, int)
+                          else dict(crop_size or {"height": 224, "width": 224}))
+        self.do_rescale = do_rescale
+        self.rescale_factor = rescale_factor
+        self.do_normalize = do_normalize
+        self.image_mean = list(image_mean)
+        self.image_std = list(image_std)
+        self.size_divisor = size_divisor
+        self.alpha_background = tuple(alpha_background) if alpha_background is not None else None
+        self.extra = {k: v for k, v in unused.items() if k not in ("image_processor_type", "processor_class")}
+
+    # --- the call --------------------------------------------------------------------------------------
+    def __call__(self, images, return_tensors: str | None = "pt") -> BatchFeature:
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        arrays = [self.preprocess_one(im) for im in images]
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1:
+            raise ValueError(f"images of different output sizes {sorted(shapes)} cannot be batched; "
+                             "crop them (do_center_crop=True) or process them one at a time")
+        batch = np.stack(arrays)
+        if return_tensors == "pt":
+            return BatchFeature(pixel_values=torch.from_numpy(batch))
+        if return_tensors in ("np", None):
+            return BatchFeature(pixel_values=batch)
+        raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+
+    preprocess = __call__
+
+    def preprocess_one(self, image) -> np.ndarray:
+        """One image → float32 CHW array."""
+        img = self._to_pil(image)
+        if self.do_convert_rgb and img.mode != "RGB":
+            has_alpha = "A" in img.getbands() or img.info.get("transparency") is not None
+            if self.alpha_background is not None and has_alpha:
+                img = to_rgb(img, background=self.alpha_background)
+            else:
+                img = img.convert("RGB")
+        if self.do_resize:
+            img = img.resize(self.resize_output_size(img.height, img.width)[::-1], resample=self.resample)
+        if self.size_divisor:
+            d = self.size_divisor
+            target = (max(d, round(img.height / d) * d), max(d, round(img.width / d) * d))
+            if target != (img.height, img.width):
+                img = img.resize(target[::-1], resample=self.resample)
+        arr = np.asarray(img)
+        arr = arr[..., None] if arr.ndim == 2 else arr
+        arr = np.ascontiguousarray(arr.transpose(2, 0, 1))
+        if self.do_center_crop:
+            arr = self._center_crop(arr)
+        if self.do_rescale:
+            arr = (arr.astype(np.float64) * self.rescale_factor).astype(np.float32)
+        if self.do_normalize:
+            arr = arr.astype(np.float32, copy=False)
+            mean = np.array(self.image_mean, dtype=np.float32)[:, None, None]
+            std = np.array(self.image_std, dtype=np.float32)[:, None, None]
+            arr = (arr - mean) / std
+        return arr.astype(np.float32, copy=False)
+
+    def resize_output_size(self, height: int, width: int) -> tuple[int, int]:
+        if "shortest_edge" in self.size:
+            s = self.size["shortest_edge"]
+            short, long = (width, height) if width <= height else (height, width)
+            new_short, new_long = s, int(s * long / short)
+            return (new_long, new_short) if width <= height else (new_short, new_long)
+        return self.size["height"], self.size["width"]
+
+    def _center_crop(self, arr: np.ndarray) -> np.ndarray:
+        """transformers' centre crop: floored offsets, zero padding when the image is smaller."""
+        ch, cw = self.crop_size["height"], self.crop_size["width"]
+        _, h, w = arr.shape
+        if h < ch or w < cw:
+            padded = np.zeros((arr.shape[0], max(h, ch), max(w, cw)), dtype=arr.dtype)
+            top_pad, left_pad = -(-(padded.shape[1] - h) // 2), -(-(padded.shape[2] - w) // 2)
+            padded[:, top_pad:top_pad + h, left_pad:left_pad + w] = arr
+            arr, h, w = padded, padded.shape[1], padded.shape[2]
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return arr[:, top:top + ch, left:left + cw]
+
+    def _to_pil(self, image) -> Image.Image:
+        """PIL as is; paths through the robust loader; arrays and tensors (HWC or CHW; uint8, or float in
+        [0, 1], rounded to 8 bits) to PIL."""
+        if isinstance(image, Image.Image):
+            return image
+        if isinstance(image, (str, os.PathLike)):
+            return load_image(image, background=self.alpha_background)
+        if isinstance(image, torch.Tensor):
+            image = image.detach().cpu().numpy()
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f"unsupported image type {type(image).__name__}: expected PIL, numpy, torch or a path")
+        if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[-1] not in (1, 3, 4):
+            image = image.transpose(1, 2, 0)
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        if image.dtype != np.uint8:
+            image = np.clip(np.rint(image.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(image)
+
+    # --- the fast and the official tensor pipelines -----------------------------------------------------
+    def tensor_transform(self):
+        """The same steps with torchvision.transforms.v2 on uint8 CHW tensors (batched, for throughput).
+        It differs from the PIL path by about one grey level (different bicubic kernels) and by one pixel
+        of crop offset on odd margins (torchvision rounds where transformers floors)."""
+        from torchvision.transforms import InterpolationMode, v2
+
+        steps = []
+        if self.do_resize:
+            steps.append(v2.Resize(self.size.get("shortest_edge") or (self.size["height"], self.size["width"]),
+                                   interpolation=InterpolationMode.BICUBIC, antialias=True))
+        if self.do_center_crop:
+            steps.append(v2.CenterCrop((self.crop_size["height"], self.crop_size["width"])))
+        steps.append(v2.ToDtype(torch.float32, scale=self.do_rescale))
+        if self.do_normalize:
+            steps.append(v2.Normalize(self.image_mean, self.image_std))
+        return v2.Compose(steps)
+
+    # --- preprocessor_config.json -----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = dict(
+            do_convert_rgb=self.do_convert_rgb, do_resize=self.do_resize, size=self.size, resample=self.resample,
+            do_center_crop=self.do_center_crop, crop_size=self.crop_size, do_rescale=self.do_rescale,
+            rescale_factor=self.rescale_factor, do_normalize=self.do_normalize, image_mean=self.image_mean,
+            image_std=self.image_std, image_processor_type="BitImageProcessor", **self.extra,
+        )
+        if self.size_divisor:
+            d["size_divisor"] = self.size_divisor
+        if self.alpha_background is not None:
+            d["alpha_background"] = list(self.alpha_background)
+        return d
+
+    def save_pretrained(self, save_directory) -> Path:
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return folder
+
+    @classmethod
+    def from_json_file(cls, path) -> "Dinov2ImageProcessor":
+        return cls(**json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **overrides) -> "Dinov2ImageProcessor":
+        """A folder or file with preprocessor_config.json, a Hugging Face repo id, or a torch.hub/mmpretrain
+        name (which ship no such file: the hub defaults, which are the official evaluation values)."""
+        path = Path(name_or_path)
+        if path.is_dir() and (path / CONFIG_NAME).is_file():
+            path = path / CONFIG_NAME
+        if path.is_file() and path.suffix == ".json":
+            return cls(**{**json.loads(path.read_text()), **overrides})
+        name = str(name_or_path)
+        if name.count("/") == 1 and not path.exists():
+            from ..download import hub_file
+
+            return cls(**{**json.loads(hub_file(name, CONFIG_NAME).read_text()), **overrides})
+        return cls(**overrides)
+
+    def __repr__(self):
+        return f"Dinov2ImageProcessor({json.dumps(self.to_dict(), sort_keys=True)})"
+
+
+class AutoImageProcessor:
+    """`AutoImageProcessor.from_pretrained(name_or_path)`, as in transformers, for DINOv2 repositories."""
+
+    @staticmethod
+    def from_pretrained(name_or_path, **overrides) -> Dinov2ImageProcessor:
+        return Dinov2ImageProcessor.from_pretrained(name_or_path, **overrides)
+
+
+def official_eval_transform(resize: int = 256, crop: int = 224):
+    """The official evaluation transform (torchvision Resize bicubic + CenterCrop + ToTensor + Normalize on
+    PIL images). Its crop offset is rounded, not floored: see the docs on where it differs from transformers."""
+    from torchvision import transforms
+
+    return transforms.Compose([
+        transforms.Resize(resize, interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.CenterCrop(crop),
+        transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
