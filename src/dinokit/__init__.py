@@ -1,5 +1,6 @@
 """dinokit: DINOv2 models, weights in every published format, and the jobs built on their features."""
 from .data import AutoImageProcessor, Dinov2ImageProcessor, ImageFiles, ImageLoadError, load_image
+from .features import build_index, dedup, embed, search
 from .models import BaseModelOutputWithPooling, Dinov2Config, preset_config
 from .pretrained import (
     Dinov2Model, MMPretrainFeatureModel, dinov2_vitb14, dinov2_vitb14_reg, dinov2_vitg14, dinov2_vitg14_reg,
@@ -10,6 +11,7 @@ from .weights import CheckpointMismatchError, WeightsNotAvailableError, availabl
 __version__ = "0.1.0"
 
 __all__ = [
+    "embed", "search", "dedup", "build_index",
     "AutoImageProcessor", "Dinov2ImageProcessor", "ImageFiles", "ImageLoadError", "load_image",
     "Dinov2Config", "Dinov2Model", "BaseModelOutputWithPooling", "preset_config", "load_model", "get_model",
     "MMPretrainFeatureModel", "CheckpointMismatchError", "WeightsNotAvailableError", "available_models",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -30,6 +31,82 @@ def _cmd_info(args) -> int:
     return EXIT_OK
 
 
+def _cmd_embed(args) -> int:
+    from .features import embed
+    from .features.embed import summary_json
+
+    s = embed(args.inputs, args.output, args.model, pooling=args.pooling, normalize=args.normalize,
+              image_size=args.image_size, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+              num_workers=args.num_workers, keep_patches=args.keep_patches, shard_size=args.shard_size,
+              interpolate_mode=args.interpolate_mode, progress=not args.json)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return EXIT_PARTIAL if s.failed else EXIT_OK
+    if args.json:
+        print(summary_json(s))
+    elif s.done == 0 and s.failed == 0:
+        print(f"nothing to do: all {s.total} images of {args.inputs} are already in {s.output}")
+    else:
+        print(f"embedded {s.done} images in {s.seconds:.1f}s ({s.images_per_second:.1f} img/s); "
+              f"skipped {s.skipped} already done; failed {s.failed} → {s.output}")
+        for path, reason in s.failures[:20]:
+            print(f"  failed: {path}: {reason}")
+        if s.failed:
+            print(f"  the list of failed images: {s.output}.failures.tsv")
+    return EXIT_PARTIAL if s.failed else EXIT_OK
+
+
+def _cmd_index(args) -> int:
+    from .features import build_index
+
+    meta = build_index(args.embeddings, args.output, kind=args.kind)
+    print(json.dumps(meta, indent=2) if args.json else f"indexed {meta['count']} embeddings ({meta['kind']}) → {args.output}")
+    return EXIT_OK
+
+
+def _cmd_search(args) -> int:
+    from .features import search
+    from .data import list_images
+
+    queries = [str(p) for p in list_images(args.query)]
+    results = search(args.query, args.index, k=args.k, device=args.device)
+    if args.json:
+        print(json.dumps([{"query": q, "hits": [{"path": h.path, "score": round(h.score, 6)} for h in hits]}
+                          for q, hits in zip(queries, results)], indent=2))
+    else:
+        for q, hits in zip(queries, results):
+            print(q)
+            for rank, h in enumerate(hits, 1):
+                print(f"  {rank:3d}  {h.score:.4f}  {h.path}")
+    return EXIT_OK
+
+
+def _cmd_dedup(args) -> int:
+    from .features import dedup
+
+    groups = dedup(args.embeddings, threshold=args.threshold)
+    if args.json:
+        print(json.dumps({"threshold": args.threshold, "groups": groups}, indent=2))
+    else:
+        for i, g in enumerate(groups, 1):
+            print(f"group {i} ({len(g)} images):")
+            for p in g:
+                print(f"  {p}")
+        print(f"{len(groups)} groups of near-duplicates (cosine >= {args.threshold})")
+    return EXIT_OK
+
+
+def _cmd_viz_pca(args) -> int:
+    from . import load_model
+    from .features import pca_figure
+
+    model = load_model(args.model, interpolate_mode=args.interpolate_mode)
+    figure = pca_figure(model, args.images, size=args.image_size, threshold=args.threshold,
+                        remove_background=not args.keep_background)
+    figure.save(args.output)
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dinokit", description="DINOv2 models, features and tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +120,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interpolate-mode", choices=["official", "hf", "timm"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("embed", help="embed images (folders, files of paths, images) into a Parquet dataset")
+    p.add_argument("inputs", nargs="+", help="folders (recursive), text files with one path per line, or images")
+    p.add_argument("-o", "--output", required=True, help="output folder of Parquet shards (e.g. photos.parquet)")
+    p.add_argument("--model", default="dinov2_vits14", help="name, Hugging Face id, folder or checkpoint file")
+    p.add_argument("--pooling", default="cls", choices=["cls", "mean", "cls+mean"])
+    p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
+    p.add_argument("--image-size", type=int, help="crop size (the short side is resized to 256/224 of it)")
+    p.add_argument("--batch-size", type=int, help="default: 8 on CPU, 64 on GPU")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16 (GPU)")
+    p.add_argument("--num-workers", type=int, help="image decoding processes (default: min(4, cores))")
+    p.add_argument("--keep-patches", action="store_true", help="also store the patch tokens (float16)")
+    p.add_argument("--shard-size", type=int, help="images per shard (default 4096; 128 with --keep-patches)")
+    p.add_argument("--interpolate-mode", choices=["official", "hf", "timm"])
+    p.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
+    p.set_defaults(func=_cmd_embed)
+
+    p = sub.add_parser("index", help="build a FAISS index (cosine) from embeddings")
+    p.add_argument("embeddings")
+    p.add_argument("-o", "--output", required=True, help="index folder")
+    p.add_argument("--kind", default="auto", choices=["auto", "flat", "ivf"], help="auto: exact below 100k vectors")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser("search", help="nearest images of a query image (or a text file of query images)")
+    p.add_argument("query", nargs="+")
+    p.add_argument("--index", required=True)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("dedup", help="groups of near-duplicate images in an embeddings file")
+    p.add_argument("embeddings")
+    p.add_argument("--threshold", type=float, default=0.95, help="cosine similarity (default 0.95)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_dedup)
+
+    p = sub.add_parser("viz", help="pictures of what the features see")
+    viz = p.add_subparsers(dest="picture", required=True)
+    q = viz.add_parser("pca", help="first three PCA components of the patch features as RGB")
+    q.add_argument("images", nargs="+")
+    q.add_argument("-o", "--output", required=True)
+    q.add_argument("--model", default="dinov2_vits14")
+    q.add_argument("--image-size", type=int, default=448)
+    q.add_argument("--threshold", type=float, default=0.0, help="on the first component, for the foreground")
+    q.add_argument("--keep-background", action="store_true")
+    q.add_argument("--interpolate-mode", choices=["official", "hf", "timm"])
+    q.set_defaults(func=_cmd_viz_pca)
     return parser
 
 
@@ -52,8 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
         return int(e.code or 0)
+    from .features.embed import UsageError
+
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as e:
+    except UsageError as e:
+        print(f"dinokit {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (FileNotFoundError, ValueError, OSError) as e:
         print(f"dinokit {args.command}: error: {e}", file=sys.stderr)
         return EXIT_FATAL

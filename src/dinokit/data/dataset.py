@@ -33,6 +33,13 @@ class ImageFiles(Dataset):
             self.load_kwargs["max_pixels"] = max_pixels
         self.failures: list[tuple[str, str]] = []
 
+    @classmethod
+    def from_paths(cls, paths: list[str], transform: Callable, **kwargs) -> "ImageFiles":
+        """Exactly these files, in this order (no folder listing)."""
+        dataset = cls([], transform, **kwargs)
+        dataset.paths = [str(p) for p in paths]
+        return dataset
+
     def __len__(self) -> int:
         return len(self.paths)
 

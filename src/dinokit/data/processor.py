@@ -213,7 +213,9 @@ class Dinov2ImageProcessor:
         if name.count("/") == 1 and not path.exists():
             from ..download import hub_file
 
-            return cls(**{**json.loads(hub_file(name, CONFIG_NAME).read_text()), **overrides})
+            found = hub_file(name, CONFIG_NAME, required=False)
+            if found is not None:
+                return cls(**{**json.loads(found.read_text()), **overrides})
         return cls(**overrides)
 
     def __repr__(self):

@@ -1,0 +1,47 @@
+"""The Python side of `dinokit search` and `dinokit dedup`."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data import list_images, load_image
+from ..pretrained import load_model
+from .embed import make_processor
+from .index import EmbeddingIndex, Hit, duplicate_groups
+from .pooling import pool
+from .store import read_embeddings
+
+
+def embed_images(images, model, *, pooling="cls", normalize=False, image_size=None, interpolate_mode=None,
+                 device="cpu", batch_size=8) -> np.ndarray:
+    """Embeddings of a few images in memory, computed exactly as `dinokit embed` computes them."""
+    net = model if isinstance(model, torch.nn.Module) else load_model(model, interpolate_mode=interpolate_mode, device=device)
+    processor = make_processor(str(model) if not isinstance(model, torch.nn.Module) else None, image_size)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            pixels = processor([load_image(p) if not hasattr(p, "mode") else p for p in images[i:i + batch_size]])
+            tokens = net(pixels["pixel_values"].to(device)).last_hidden_state
+            out.append(pool(tokens, net.num_prefix_tokens, pooling, normalize).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def search(query, index, k: int = 10, *, device="cpu") -> list[list[Hit]]:
+    """Nearest images of each query: image paths, a text file of paths, a folder, or an array of embeddings."""
+    index = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex(index)
+    if isinstance(query, np.ndarray):
+        return index.search(query, k)
+    meta = index.meta
+    size = meta.get("dinokit.image_size")
+    vectors = embed_images(
+        [str(p) for p in list_images(query)], meta["dinokit.model"], pooling=meta["dinokit.pooling"],
+        normalize=meta.get("dinokit.normalize") == "True", image_size=int(size) if size not in (None, "None") else None,
+        interpolate_mode=meta.get("dinokit.interpolate_mode") or None, device=device,
+    )
+    return index.search(vectors, k)
+
+
+def dedup(embeddings, threshold: float = 0.95) -> list[list[str]]:
+    """Groups of near-duplicate images (cosine ≥ threshold) in an embeddings folder or file."""
+    paths, vectors, _ = read_embeddings(embeddings)
+    return [[paths[i] for i in group] for group in duplicate_groups(vectors, threshold)]
