@@ -104,7 +104,11 @@ def embed(
             raise UsageError(f"{out} holds embeddings made with other settings {clash}; "
                              "choose another output or remove it")
 
-    paths = [str(Path(p).resolve()) for p in list_images(inputs)]
+    given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    missing = [str(p) for p in given if not Path(p).exists()]
+    if missing:
+        raise UsageError(f"input not found: {', '.join(missing)}")
+    paths = [str(Path(p).resolve()) for p in list_images(given)]
     if not paths:
         raise UsageError(f"no images found in {inputs}")
     done_before = finished_paths(out)
