@@ -5,10 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .heads.backbone import FeatureBackbone
+from .heads.classification import ImageClassifier
 from .models.config import Dinov2Config, preset_config
 from .models.vit import DinoVisionTransformer
+from .weights.checkpoint import CheckpointMismatchError, load_converted, read_state_dict
+from .weights.formats import hf_base_prefix, to_hf
 from .weights.names import lookup
-from .weights.pretrained import PretrainedMixin
+from .weights.pretrained import PretrainedMixin, ResolvedCheckpoint, with_linear_head
 
 
 class Dinov2Model(PretrainedMixin, DinoVisionTransformer):
@@ -17,23 +21,102 @@ class Dinov2Model(PretrainedMixin, DinoVisionTransformer):
     hf_architecture = "Dinov2Model"
 
 
+class Dinov2ForImageClassification(PretrainedMixin, ImageClassifier):
+    """transformers' `Dinov2ForImageClassification`; also loads the official linear heads:
+    `from_pretrained("dinov2_vits14_lc", layers=1|4)` or `from_pretrained(backbone, head="..._linear4_head.pth")`."""
+
+    hf_architecture = "Dinov2ForImageClassification"
+
+    @classmethod
+    def _config_for(cls, config, found: ResolvedCheckpoint, head=None, layers=None, id2label=None, **_):
+        if head is not None:
+            found.head = read_state_dict(head)
+        if found.head is None:
+            raise ValueError("this checkpoint has no classification head: load a classifier checkpoint, an `_lc` "
+                             "name, or pass head=FILE (an official *_linear_head.pth / *_linear4_head.pth)")
+        rows, width = found.head["weight"].shape
+        layers = layers or max(1, width // config.hidden_size - 1)
+        if config.id2label is not None and len(config.id2label) == rows and id2label is None:
+            id2label = config.id2label
+        elif id2label is None and rows != 1000:
+            id2label = {i: f"LABEL_{i}" for i in range(rows)}
+        return with_linear_head(config, layers, id2label)
+
+    def _load_resolved(self, found: ResolvedCheckpoint, source: str, **_):
+        load_converted(self.dinov2, found.state_dict, source=source)
+        expected = self.classifier.state_dict()
+        wrong = [(f"classifier.{k}", v.shape, expected[k].shape) for k, v in found.head.items()
+                 if k in expected and v.shape != expected[k].shape]
+        missing = [f"classifier.{k}" for k in expected if k not in found.head]
+        if wrong or missing:
+            raise CheckpointMismatchError(missing, [], wrong, source)
+        self.classifier.load_state_dict(found.head)
+
+    def _hf_state_dict(self):
+        prefix = hf_base_prefix(self.config.num_register_tokens > 0)
+        tensors = {prefix + k: v for k, v in to_hf(self.dinov2.state_dict()).items()}
+        tensors.update({f"classifier.{k}": v for k, v in self.classifier.state_dict().items()})
+        return tensors
+
+
+class Dinov2Backbone(PretrainedMixin, FeatureBackbone):
+    """transformers' `Dinov2Backbone`: feature maps of the stages in `out_features` / `out_indices`."""
+
+    hf_architecture = "Dinov2Backbone"
+
+    @classmethod
+    def _config_for(cls, config, found, out_features=None, out_indices=None, **_):
+        if out_features is not None or out_indices is not None:
+            config = config.replace(out_features=out_features, out_indices=out_indices)
+        return config
+
+    def _load_resolved(self, found: ResolvedCheckpoint, source: str, **_):
+        load_converted(self.dinov2, found.state_dict, source=source)
+
+    def _hf_state_dict(self):
+        return to_hf(self.dinov2.state_dict())
+
+
 def load_model(name_or_path, *, interpolate_mode: str | None = None, device="cpu",
-               dtype: torch.dtype = torch.float32, config: Dinov2Config | None = None) -> Dinov2Model:
+               dtype: torch.dtype = torch.float32, config: Dinov2Config | None = None, **kwargs):
     """An eval-mode model from a Hugging Face id, a torch.hub name, an mmpretrain name, or a local file or
-    folder in any supported layout (official, transformers, timm, mmpretrain)."""
-    return Dinov2Model.from_pretrained(
-        name_or_path, interpolate_mode=interpolate_mode, device=device, dtype=dtype, config=config
-    )
+    folder in any supported layout (official, transformers, timm, mmpretrain). Checkpoints with a
+    classification head (`_lc` names, `*-imagenet1k-1-layer`, classifier folders) give a
+    `Dinov2ForImageClassification`, every other one a `Dinov2Model`."""
+    source = lookup(str(name_or_path))
+    cls = Dinov2Model
+    if (source is not None and source.linear_head) or kwargs.get("head") or _has_head(name_or_path, config):
+        cls = Dinov2ForImageClassification
+    return cls.from_pretrained(name_or_path, interpolate_mode=interpolate_mode, device=device, dtype=dtype,
+                               config=config, **kwargs)
 
 
-# --- torch.hub vocabulary: dinov2_vits14(), dinov2_vitb14_reg(), ... -------------------------------
+def _has_head(name_or_path, config) -> bool:
+    """A classifier config (architectures / id2label) or checkpoint; cheap checks before loading."""
+    import json
+    from pathlib import Path
+
+    folder = Path(name_or_path)
+    cfg_file = folder / "config.json" if folder.is_dir() else None
+    if cfg_file is None and lookup(str(name_or_path)) is not None and lookup(str(name_or_path)).repo_id:
+        return "imagenet1k" in str(name_or_path)
+    if cfg_file is not None and cfg_file.is_file():
+        d = json.loads(cfg_file.read_text())
+        return any("ForImageClassification" in a for a in d.get("architectures", []))
+    return False
+
+
+# --- torch.hub vocabulary: dinov2_vits14(), dinov2_vitb14_reg(), dinov2_vits14_lc(layers=4), ... -------------
 def _hub_entry(name: str):
     source = lookup(name)
 
-    def entry(*, pretrained: bool = True, interpolate_mode: str | None = None, **config_overrides) -> Dinov2Model:
+    def entry(*, pretrained: bool = True, interpolate_mode: str | None = None, layers: int = 4, **config_overrides):
+        kwargs = {"layers": layers} if source.linear_head else {}
         if pretrained:
-            return load_model(name, interpolate_mode=interpolate_mode)
+            return load_model(name, interpolate_mode=interpolate_mode, **kwargs)
         config = preset_config(source.size, source.registers, interpolate_mode=interpolate_mode, **config_overrides)
+        if source.linear_head:
+            return Dinov2ForImageClassification(with_linear_head(config, layers))
         return Dinov2Model(config)
 
     entry.__name__ = name
@@ -49,6 +132,14 @@ dinov2_vits14_reg = _hub_entry("dinov2_vits14_reg")
 dinov2_vitb14_reg = _hub_entry("dinov2_vitb14_reg")
 dinov2_vitl14_reg = _hub_entry("dinov2_vitl14_reg")
 dinov2_vitg14_reg = _hub_entry("dinov2_vitg14_reg")
+dinov2_vits14_lc = _hub_entry("dinov2_vits14_lc")
+dinov2_vitb14_lc = _hub_entry("dinov2_vitb14_lc")
+dinov2_vitl14_lc = _hub_entry("dinov2_vitl14_lc")
+dinov2_vitg14_lc = _hub_entry("dinov2_vitg14_lc")
+dinov2_vits14_reg_lc = _hub_entry("dinov2_vits14_reg_lc")
+dinov2_vitb14_reg_lc = _hub_entry("dinov2_vitb14_reg_lc")
+dinov2_vitl14_reg_lc = _hub_entry("dinov2_vitl14_reg_lc")
+dinov2_vitg14_reg_lc = _hub_entry("dinov2_vitg14_reg_lc")
 
 
 # --- mmpretrain vocabulary --------------------------------------------------------------------------

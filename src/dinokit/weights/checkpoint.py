@@ -85,4 +85,11 @@ def load_converted(model: nn.Module, sd: dict[str, torch.Tensor], source: str = 
 
 def state_dict_from_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A checkpoint file in any supported layout, as a dinokit-named state dict."""
-    return to_dinokit(unwrap_checkpoint(read_state_dict(path)))
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """(backbone state dict in dinokit names, classification head {weight, bias} or None) of a file."""
+    raw = unwrap_checkpoint(read_state_dict(path))
+    head = {k[len("classifier."):]: raw.pop(k) for k in list(raw) if k.startswith("classifier.")}
+    return to_dinokit(raw), head or None

@@ -32,7 +32,7 @@ def unwrap_checkpoint(obj) -> dict[str, torch.Tensor]:
 
 def detect_format(sd: dict[str, torch.Tensor]) -> str | None:
     keys = sd.keys()
-    if any(k.startswith(("embeddings.", "dinov2.embeddings.")) for k in keys):
+    if any(k.startswith(("embeddings.", "dinov2.embeddings.", "dinov2_with_registers.embeddings.")) for k in keys):
         return "hf"
     if any(k.startswith(("layers.", "backbone.layers.")) for k in keys):
         return "mmpretrain"
@@ -95,7 +95,8 @@ _HF_QKV_V5 = ({"q_proj": "q", "k_proj": "k", "v_proj": "v"}, "attention.{}")
 
 
 def _from_hf(sd):
-    sd = {k.removeprefix("dinov2."): v for k, v in sd.items() if not k.startswith("classifier.")}
+    sd = {k.removeprefix("dinov2_with_registers.").removeprefix("dinov2."): v
+          for k, v in sd.items() if not k.startswith("classifier.")}
     out, qkv = {}, {}
     for k, v in sd.items():
         if k in _HF_EMBED:
@@ -121,6 +122,11 @@ def _from_hf(sd):
     for (i, param), parts in qkv.items():
         out[f"blocks.{i}.attn.qkv.{param}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
     return out
+
+
+def hf_base_prefix(registers: bool) -> str:
+    """The backbone's attribute name inside transformers' task models (classification)."""
+    return "dinov2_with_registers." if registers else "dinov2."
 
 
 def to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

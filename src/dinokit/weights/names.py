@@ -18,6 +18,11 @@ class ModelSource:
     repo_id: str | None = None
     url: str | None = None
     interpolate_mode: str | None = None
+    linear_head: bool = False  # torch.hub `_lc` names: backbone URL + the official linear head files
+
+
+def official_head_url(size: str, registers: bool, layers: int) -> str:
+    return official_url(size, registers, "linear_head" if layers == 1 else f"linear{layers}_head")
 
 
 def official_url(size: str, registers: bool, kind: str = "pretrain") -> str:
@@ -29,8 +34,12 @@ def _build() -> dict[str, ModelSource]:
     table = {}
     for size, word in _SIZE_WORDS.items():
         for reg in (False, True):
-            table[f"dinov2_vit{size}14{'_reg' if reg else ''}"] = ModelSource(size, reg, url=official_url(size, reg))
+            name = f"dinov2_vit{size}14{'_reg' if reg else ''}"
+            table[name] = ModelSource(size, reg, url=official_url(size, reg))
+            table[name + "_lc"] = ModelSource(size, reg, url=official_url(size, reg), linear_head=True)
         table[f"facebook/dinov2-{word}"] = ModelSource(size, False, repo_id=f"facebook/dinov2-{word}")
+        table[f"facebook/dinov2-{word}-imagenet1k-1-layer"] = ModelSource(
+            size, False, repo_id=f"facebook/dinov2-{word}-imagenet1k-1-layer")
         table[f"facebook/dinov2-with-registers-{word}"] = ModelSource(
             size, True, repo_id=f"facebook/dinov2-with-registers-{word}"
         )

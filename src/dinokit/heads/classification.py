@@ -1,0 +1,108 @@
+"""Image classification on DINOv2 features, with transformers' semantics and the official linear heads.
+
+Head input (after the final norm; registers excluded):
+- 1 layer (transformers, official `linear_head`): [CLS, mean(patch tokens)] → 2·D
+- 4 layers (official `linear4_head`): [CLS of the last 4 blocks (oldest first), mean(last block's patches)] → 5·D
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.config import Dinov2Config
+from ..models.outputs import ModelOutput
+from ..models.vit import DinoVisionTransformer
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet-1k class names, in class-index order (WordNet lemmas, as the hub configs)."""
+    text = resources.files("dinokit.heads").joinpath("imagenet1k_labels.txt").read_text()
+    return text.splitlines()
+
+
+def imagenet_id2label() -> dict[int, str]:
+    return dict(enumerate(imagenet_labels()))
+
+
+@dataclass
+class ImageClassifierOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+def linear_head_input(model: DinoVisionTransformer, pixel_values: torch.Tensor, layers: int = 1) -> torch.Tensor:
+    """The official `_lc` head input for 1 or 4 blocks."""
+    if layers == 1:
+        feats = model.forward_features(pixel_values)
+        return torch.cat([feats["x_norm_clstoken"], feats["x_norm_patchtokens"].mean(dim=1)], dim=-1)
+    outs = model.get_intermediate_layers(pixel_values, n=layers, return_class_token=True, norm=True)
+    return torch.cat([cls for _, cls in outs] + [outs[-1][0].mean(dim=1)], dim=-1)
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: int, problem_type: str | None):
+    """transformers' rule: 1 label → MSE; integer labels → cross-entropy; otherwise BCE with logits."""
+    if problem_type is None:
+        if num_labels == 1:
+            problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem_type = "single_label_classification"
+        else:
+            problem_type = "multi_label_classification"
+    if problem_type == "regression":
+        if num_labels == 1:
+            return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+        return F.mse_loss(logits, labels.to(logits.dtype))
+    if problem_type == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
+    if problem_type == "multi_label_classification":
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    raise ValueError(f"unknown problem_type {problem_type!r}")
+
+
+class ImageClassifier(nn.Module):
+    """`dinov2` backbone + `classifier` (the attribute names transformers uses, so checkpoints map 1:1)."""
+
+    def __init__(self, config: Dinov2Config):
+        super().__init__()
+        self.config = config
+        self.dinov2 = DinoVisionTransformer(config)
+        self.layers = int(config.extra.get("classifier_layers", 1))
+        num_labels = config.num_labels or (len(config.id2label) if config.id2label else 2)
+        self.classifier = nn.Linear((1 + self.layers) * config.hidden_size, num_labels) if num_labels > 0 else nn.Identity()
+
+    @property
+    def num_labels(self) -> int:
+        return self.classifier.out_features if isinstance(self.classifier, nn.Linear) else 0
+
+    @property
+    def interpolate_mode(self) -> str:
+        return self.dinov2.interpolate_mode
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, head_mask=None,
+                output_attentions: bool | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None):
+        if self.layers == 1:
+            out = self.dinov2(pixel_values, head_mask=head_mask, output_attentions=output_attentions,
+                              output_hidden_states=output_hidden_states)
+            tokens = out.last_hidden_state
+            features = torch.cat([tokens[:, 0], tokens[:, self.dinov2.num_prefix_tokens:].mean(dim=1)], dim=-1)
+            hidden_states, attentions = out.hidden_states, out.attentions
+        else:
+            features, hidden_states, attentions = linear_head_input(self.dinov2, pixel_values, self.layers), None, None
+        logits = self.classifier(features)
+        loss = None
+        if labels is not None:
+            loss = classification_loss(logits, labels, self.num_labels, self.config.problem_type)
+        result = ImageClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states, attentions=attentions)
+        if return_dict is False or (return_dict is None and torch.jit.is_tracing()):
+            return result.to_tuple()
+        return result
