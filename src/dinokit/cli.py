@@ -96,14 +96,82 @@ def _cmd_dedup(args) -> int:
 
 
 def _cmd_viz_pca(args) -> int:
-    from . import load_model
+    from . import Dinov2Model
     from .features import pca_figure
 
-    model = load_model(args.model, interpolate_mode=args.interpolate_mode)
+    model = Dinov2Model.from_pretrained(args.model, interpolate_mode=args.interpolate_mode)
     figure = pca_figure(model, args.images, size=args.image_size, threshold=args.threshold,
                         remove_background=not args.keep_background)
     figure.save(args.output)
     print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _cmd_viz_attention(args) -> int:
+    from . import Dinov2Model
+    from .features.attention import attention_figure
+
+    model = Dinov2Model.from_pretrained(args.model, interpolate_mode=args.interpolate_mode)
+    attention_figure(model, args.image, size=args.image_size).save(args.output)
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _cmd_classify(args) -> int:
+    import torch
+
+    from . import Dinov2ForImageClassification, load_model
+    from .data import Dinov2ImageProcessor, load_image
+
+    model = load_model(args.model, interpolate_mode=args.interpolate_mode, **({"layers": args.layers} if args.layers else {}))
+    if not isinstance(model, Dinov2ForImageClassification):
+        raise ValueError(f"{args.model} has no classification head: use an `_lc` name (dinov2_vits14_lc), "
+                         "a *-imagenet1k-1-layer repo, or a folder written by `dinokit finetune`")
+    processor = Dinov2ImageProcessor.from_pretrained(args.model)
+    results = []
+    for path in args.images:
+        with torch.inference_mode():
+            probs = model(processor(load_image(path)).pixel_values).logits.softmax(-1)[0]
+        top = probs.topk(min(args.top_k, probs.numel()))
+        labels = model.config.id2label or {}
+        results.append({"image": path, "predictions": [
+            {"label": labels.get(int(i), str(int(i))), "index": int(i), "probability": round(float(p), 6)}
+            for p, i in zip(top.values, top.indices)]})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(r["image"])
+            for p in r["predictions"]:
+                print(f"  {p['probability']:.4f}  {p['label']}")
+    return EXIT_OK
+
+
+def _cmd_export(args) -> int:
+    from . import load_model
+    from .export import export_model
+
+    model = load_model(args.model, interpolate_mode=args.interpolate_mode)
+    report = export_model(model, args.format, args.output, image_size=args.image_size)
+    print(f"wrote {report.path} ({report.format}, {report.image_size}x{report.image_size}, dynamic batch); "
+          f"max abs difference from eager PyTorch: {report.max_abs_diff:.2e}")
+    return EXIT_OK if report.max_abs_diff <= 1e-4 else EXIT_FATAL
+
+
+def _cmd_finetune(args) -> int:
+    from .finetune import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(train=args.train, val=args.val, model=args.model, output=args.output, mode=args.mode,
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, layer_decay=args.layer_decay,
+                         image_size=args.image_size, num_workers=args.num_workers, device=args.device, seed=args.seed)
+    result = finetune(cfg, progress=not args.json)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        acc = result.get("val_accuracy")
+        print(f"trained on {result['train_images']} images of {len(result['classes'])} classes in {result['seconds']}s"
+              + (f"; validation accuracy {acc:.3f} (chance {result['chance']:.3f})" if acc is not None else "")
+              + f" → {args.output}")
     return EXIT_OK
 
 
@@ -170,6 +238,47 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--keep-background", action="store_true")
     q.add_argument("--interpolate-mode", choices=["official", "hf", "timm"])
     q.set_defaults(func=_cmd_viz_pca)
+    q = viz.add_parser("attention", help="the last layer's CLS attention, one map per head")
+    q.add_argument("image")
+    q.add_argument("-o", "--output", required=True)
+    q.add_argument("--model", default="dinov2_vits14")
+    q.add_argument("--image-size", type=int, default=448)
+    q.add_argument("--interpolate-mode", choices=["official", "hf", "timm"])
+    q.set_defaults(func=_cmd_viz_attention)
+
+    p = sub.add_parser("classify", help="top-k labels of images with a classifier (ImageNet `_lc` or your own)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--model", default="dinov2_vits14_lc")
+    p.add_argument("--layers", type=int, choices=[1, 4], help="official linear head over 1 or 4 blocks (default 4)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--interpolate-mode", choices=["official", "hf", "timm"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_classify)
+
+    p = sub.add_parser("finetune", help="train a classifier on an ImageFolder dataset (linear probe or full)")
+    p.add_argument("--train", required=True, help="ROOT/<class>/<image>")
+    p.add_argument("--val", help="same layout, same classes; evaluated at the end")
+    p.add_argument("--model", default="dinov2_vits14")
+    p.add_argument("-o", "--output", required=True, help="folder: the classifier, its checkpoint (for resuming)")
+    p.add_argument("--mode", default="linear", choices=["linear", "full"])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, help="default 1e-3 (linear) or 5e-5 (full) × batch/32")
+    p.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise lr decay (full mode)")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--device")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("export", help="ONNX, TorchScript or torch.export program, verified against PyTorch")
+    p.add_argument("model")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript", "exported-program"])
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--image-size", type=int, default=224, help="square input size (batch stays dynamic)")
+    p.add_argument("--interpolate-mode", choices=["official", "hf", "timm"])
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -123,8 +123,13 @@ def test_torchrun_two_processes_equal_one(photo_folder, tiny_model_dir, tmp_path
     generated_images(photo_folder / "more", 9, seed=3)
     single = cli("embed", photo_folder, "-o", tmp_path / "one", "--model", tiny_model_dir, "--num-workers", "0")
     assert single.returncode == 0, single.stderr
+    import socket
+
+    with socket.socket() as sock:  # a free port, so parallel runs do not collide
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
          "-m", "dinokit", "embed", str(photo_folder), "-o", str(tmp_path / "two"), "--model", str(tiny_model_dir),
          "--num-workers", "0", "--json"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})

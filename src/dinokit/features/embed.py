@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data import Dinov2ImageProcessor, ImageFiles, collate_images, list_images
-from ..pretrained import load_model
+from ..pretrained import Dinov2Model
 from .pooling import POOLINGS, pool
 from .store import ShardWriter, finished_paths, read_failures, read_metadata
 
@@ -117,7 +117,7 @@ def embed(
     summary = EmbedSummary(str(out), total=len(paths), done=0, skipped=len(paths) - len(todo), failed=0, seconds=0.0)
 
     if mine:
-        net = load_model(model, interpolate_mode=interpolate_mode, device=dev, dtype=torch_dtype)
+        net = Dinov2Model.from_pretrained(model, interpolate_mode=interpolate_mode, device=dev, dtype=torch_dtype)
         batch_size = batch_size or default_batch_size(dev)
         shard_size = shard_size or (128 if keep_patches else 4096)
         workers = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
@@ -174,13 +174,16 @@ def _gather(summary: EmbedSummary, world: int) -> EmbedSummary:
         return summary
     import torch.distributed as dist
 
-    if not dist.is_initialized():
+    owned = not dist.is_initialized()
+    if owned:
         dist.init_process_group("gloo")
     counts = torch.tensor([summary.done, summary.failed], dtype=torch.int64)
     dist.all_reduce(counts)
     failures = [None] * world
     dist.all_gather_object(failures, summary.failures)
     dist.barrier()
+    if owned:  # a clean shutdown: gloo aborts the process ("terminate called...") when left open
+        dist.destroy_process_group()
     summary.done, summary.failed = int(counts[0]), int(counts[1])
     summary.failures = [f for part in failures for f in part]
     return summary

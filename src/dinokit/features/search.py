@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from ..data import list_images, load_image
-from ..pretrained import load_model
+from ..pretrained import Dinov2Model
 from .embed import make_processor
 from .index import EmbeddingIndex, Hit, duplicate_groups
 from .pooling import pool
@@ -15,7 +15,8 @@ from .store import read_embeddings
 def embed_images(images, model, *, pooling="cls", normalize=False, image_size=None, interpolate_mode=None,
                  device="cpu", batch_size=8) -> np.ndarray:
     """Embeddings of a few images in memory, computed exactly as `dinokit embed` computes them."""
-    net = model if isinstance(model, torch.nn.Module) else load_model(model, interpolate_mode=interpolate_mode, device=device)
+    net = model if isinstance(model, torch.nn.Module) else Dinov2Model.from_pretrained(
+        model, interpolate_mode=interpolate_mode, device=device)
     processor = make_processor(str(model) if not isinstance(model, torch.nn.Module) else None, image_size)
     out = []
     with torch.inference_mode():

@@ -54,7 +54,7 @@ class FeatureBackbone(nn.Module):
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None,
                 output_attentions: bool | None = None, return_dict: bool | None = None):
         vit = self.dinov2
-        out = vit(pixel_values, output_hidden_states=True, output_attentions=output_attentions)
+        out = vit(pixel_values, output_hidden_states=True, output_attentions=output_attentions, return_dict=True)
         B, _, H, W = pixel_values.shape
         h, w = H // vit.patch_size, W // vit.patch_size
         maps = []

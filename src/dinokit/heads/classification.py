@@ -92,7 +92,7 @@ class ImageClassifier(nn.Module):
                 return_dict: bool | None = None):
         if self.layers == 1:
             out = self.dinov2(pixel_values, head_mask=head_mask, output_attentions=output_attentions,
-                              output_hidden_states=output_hidden_states)
+                              output_hidden_states=output_hidden_states, return_dict=True)
             tokens = out.last_hidden_state
             features = torch.cat([tokens[:, 0], tokens[:, self.dinov2.num_prefix_tokens:].mean(dim=1)], dim=-1)
             hidden_states, attentions = out.hidden_states, out.attentions

@@ -1,0 +1,206 @@
+"""`dinokit finetune`: a classifier for an ImageFolder dataset, by linear probe or full fine-tuning.
+
+The result is a transformers-layout `Dinov2ForImageClassification` folder (config.json with the class
+names, model.safetensors, preprocessor_config.json) that dinokit, `dinokit classify` and transformers load.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .data import Dinov2ImageProcessor, ImageLoadError, load_image
+from .data.augment import classification_train_transform
+from .data.folders import labelled_images
+from .pretrained import Dinov2ForImageClassification, load_model
+from .weights.pretrained import with_linear_head
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class FinetuneConfig:
+    train: str
+    val: str | None
+    model: str
+    output: str
+    mode: str = "linear"  # linear: frozen backbone; full: everything, with layer-wise lr decay
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float | None = None  # default: 1e-3 (linear) or 5e-5 (full), for batch 32
+    weight_decay: float = 0.05
+    layer_decay: float = 0.75
+    warmup_epochs: float = 1.0
+    image_size: int = 224
+    num_workers: int = 2
+    device: str | None = None
+    seed: int = 0
+
+
+class LabelledImages(Dataset):
+    def __init__(self, paths, labels, transform):
+        self.paths, self.labels, self.transform = paths, labels, transform
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        try:
+            image = load_image(self.paths[i])
+        except ImageLoadError:
+            return None
+        x = self.transform(image)
+        x = x["pixel_values"][0] if isinstance(x, dict) else x
+        return x, self.labels[i]
+
+
+def _collate(items):
+    items = [it for it in items if it is not None]  # unreadable images are skipped
+    if not items:
+        return None
+    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+
+
+def layer_decay_groups(model: Dinov2ForImageClassification, lr: float, decay: float, weight_decay: float):
+    """Parameter groups with lr × decay^(depth + 1 − layer): embeddings are layer 0, block i is layer i + 1,
+    the final norm and the head get the full rate. No weight decay on norms, biases and tokens."""
+    depth = len(model.dinov2.blocks)
+    groups: dict[tuple[int, bool], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("dinov2.blocks."):
+            layer = int(name.split(".")[2]) + 1
+        elif name.startswith(("dinov2.norm.", "classifier.")):
+            layer = depth + 1
+        else:
+            layer = 0
+        no_decay = p.ndim == 1 or name.endswith(("cls_token", "pos_embed", "register_tokens", "mask_token"))
+        groups.setdefault((layer, no_decay), []).append(p)
+    return [{"params": ps, "lr": lr * decay ** (depth + 1 - layer), "base_lr": lr * decay ** (depth + 1 - layer),
+             "weight_decay": 0.0 if nd else weight_decay} for (layer, nd), ps in sorted(groups.items())]
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def evaluate(model, loader, device) -> float:
+    model.eval()
+    correct = seen = 0
+    with torch.inference_mode():
+        for batch in loader:
+            if batch is None:
+                continue
+            x, y = batch
+            correct += (model(x.to(device)).logits.argmax(-1).cpu() == y).sum().item()
+            seen += len(y)
+    return correct / max(1, seen)
+
+
+def _atomic_save(obj, path: Path):
+    tmp = path.with_name("." + path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _np_state() -> dict:
+    """numpy's RNG state as tensors and numbers, so the checkpoint loads with weights_only=True."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "rest": [int(pos), int(has_gauss), float(gauss)]}
+
+
+def _py_state(state):
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
+
+
+def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed), random.seed(cfg.seed), np.random.seed(cfg.seed)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    paths, labels, classes = labelled_images(cfg.train)
+    backbone = load_model(cfg.model)
+    config = with_linear_head(backbone.config, 1, id2label=dict(enumerate(classes)))
+    model = Dinov2ForImageClassification(config)
+    model.dinov2.load_state_dict(backbone.state_dict())
+    torch.nn.init.normal_(model.classifier.weight, std=0.01), torch.nn.init.zeros_(model.classifier.bias)
+    model.to(device)
+    if cfg.mode == "linear":
+        model.dinov2.requires_grad_(False)
+    elif cfg.mode != "full":
+        raise ValueError(f"mode must be linear or full, got {cfg.mode!r}")
+    lr = cfg.lr or ((1e-3 if cfg.mode == "linear" else 5e-5) * cfg.batch_size / 32)
+    optimizer = torch.optim.AdamW(layer_decay_groups(model, lr, cfg.layer_decay if cfg.mode == "full" else 1.0,
+                                                     cfg.weight_decay), betas=(0.9, 0.999))
+    processor = Dinov2ImageProcessor(size=cfg.image_size * 256 // 224, crop_size=cfg.image_size)
+    train_loader = DataLoader(LabelledImages(paths, labels, classification_train_transform(cfg.image_size)),
+                              batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
+                              collate_fn=_collate, drop_last=len(paths) > cfg.batch_size,
+                              generator=torch.Generator().manual_seed(cfg.seed))
+    steps_per_epoch = max(1, len(train_loader))
+    total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+    start_epoch, history = 0, []
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.is_file():  # resume: same model, optimizer, schedule position and RNG state
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"]), optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history = state["epoch"], state["history"]
+        torch.set_rng_state(state["torch_rng"]), random.setstate(_py_state(state["py_rng"]))
+        np.random.set_state(("MT19937", state["np_rng"]["keys"].numpy().astype(np.uint32), *state["np_rng"]["rest"]))
+        train_loader.generator.set_state(state["loader_rng"])
+    use_amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    start = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        if cfg.mode == "linear":
+            model.dinov2.eval()
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, unit="batch")
+        losses = []
+        for i, batch in enumerate(bar):
+            if batch is None:
+                continue
+            step = epoch * steps_per_epoch + i
+            for g in optimizer.param_groups:
+                g["lr"] = g["base_lr"] * cosine_with_warmup(step, total, warmup)
+            x, y = batch
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = model(x.to(device), labels=y.to(device)).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None})
+        _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                      "history": history, "torch_rng": torch.get_rng_state(), "py_rng": random.getstate(),
+                      "np_rng": _np_state(), "loader_rng": train_loader.generator.get_state(),
+                      "config": asdict(cfg)}, ckpt_path)
+    result = {"classes": classes, "train_images": len(paths), "history": history,
+              "seconds": round(time.perf_counter() - start, 1)}
+    if cfg.val:
+        vpaths, vlabels, vclasses = labelled_images(cfg.val)
+        if vclasses != classes:
+            raise ValueError(f"validation classes {vclasses} differ from training classes {classes}")
+        val_loader = DataLoader(LabelledImages(vpaths, vlabels, processor), batch_size=cfg.batch_size,
+                                num_workers=cfg.num_workers, collate_fn=_collate)
+        result["val_accuracy"] = evaluate(model, val_loader, device)
+        result["chance"] = 1 / len(classes)
+    model.cpu().eval().save_pretrained(out)
+    processor.save_pretrained(out)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result
