@@ -2,7 +2,7 @@
 
 Resumption: finished shards and the failure log are the state; a re-run skips every path found there, so
 a killed job continues where it stopped and never re-embeds a finished image. Distributed: under torchrun
-each rank takes every WORLD_SIZE-th remaining image and writes its own shards into the same folder.
+each rank takes every WORLD_SIZE-th image of the sorted list, less the finished ones, and writes its own shards into the same folder.
 """
 from __future__ import annotations
 
@@ -112,9 +112,10 @@ def embed(
     if not paths:
         raise UsageError(f"no images found in {inputs}")
     done_before = finished_paths(out)
-    todo = [p for p in paths if p not in done_before]
-    mine = todo[rank::world]
-    summary = EmbedSummary(str(out), total=len(paths), done=0, skipped=len(paths) - len(todo), failed=0, seconds=0.0)
+    # split the full list first, then drop finished work: ranks need not agree on when they looked
+    mine = [p for p in paths[rank::world] if p not in done_before]
+    skipped = sum(p in done_before for p in paths)
+    summary = EmbedSummary(str(out), total=len(paths), done=0, skipped=skipped, failed=0, seconds=0.0)
 
     if mine:
         net = Dinov2Model.from_pretrained(model, interpolate_mode=interpolate_mode, device=dev, dtype=torch_dtype)
