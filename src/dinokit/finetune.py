@@ -40,6 +40,8 @@ class FinetuneConfig:
     layer_decay: float = 0.75
     warmup_epochs: float = 1.0
     image_size: int = 224
+    min_crop_scale: float = 0.08
+    flip: bool = True
     num_workers: int = 2
     device: str | None = None
     seed: int = 0
@@ -147,7 +149,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     optimizer = torch.optim.AdamW(layer_decay_groups(model, lr, cfg.layer_decay if cfg.mode == "full" else 1.0,
                                                      cfg.weight_decay), betas=(0.9, 0.999))
     processor = Dinov2ImageProcessor(size=cfg.image_size * 256 // 224, crop_size=cfg.image_size)
-    train_loader = DataLoader(LabelledImages(paths, labels, classification_train_transform(cfg.image_size)),
+    train_loader = DataLoader(LabelledImages(paths, labels, classification_train_transform(cfg.image_size, cfg.min_crop_scale, cfg.flip)),
                               batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
                               collate_fn=_collate, drop_last=len(paths) > cfg.batch_size,
                               generator=torch.Generator().manual_seed(cfg.seed))

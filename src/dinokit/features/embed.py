@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..distributed import ensure_process_group, rank_and_world
 from ..data import Dinov2ImageProcessor, ImageFiles, collate_images, list_images
 from ..pretrained import Dinov2Model
 from .pooling import POOLINGS, pool
@@ -58,10 +59,6 @@ def default_batch_size(device: torch.device) -> int:
     return 64 if device.type == "cuda" else 8
 
 
-def _dist_info() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
 def embed(
     inputs,
     output: str | os.PathLike,
@@ -90,7 +87,7 @@ def embed(
     if dev.type == "cpu" and torch_dtype != torch.float32 and not os.environ.get("DINOKIT_ALLOW_CPU_HALF"):
         raise UsageError("reduced precision on CPU is slower than float32 here and bf16 can crash AMX CPUs with "
                          "'Illegal instruction'; use --dtype float32 (or set DINOKIT_ALLOW_CPU_HALF=1)")
-    rank, world = _dist_info()
+    rank, world = rank_and_world()
     out = Path(output)
 
     processor = make_processor(model, image_size)
@@ -173,18 +170,12 @@ def _gather(summary: EmbedSummary, world: int) -> EmbedSummary:
     """Add up the counts of every rank (torchrun), and wait until all ranks finished their shards."""
     if world == 1:
         return summary
-    import torch.distributed as dist
-
-    owned = not dist.is_initialized()
-    if owned:
-        dist.init_process_group("gloo")
+    dist = ensure_process_group()
     counts = torch.tensor([summary.done, summary.failed], dtype=torch.int64)
     dist.all_reduce(counts)
     failures = [None] * world
     dist.all_gather_object(failures, summary.failures)
     dist.barrier()
-    if owned:  # a clean shutdown: gloo aborts the process ("terminate called...") when left open
-        dist.destroy_process_group()
     summary.done, summary.failed = int(counts[0]), int(counts[1])
     summary.failures = [f for part in failures for f in part]
     return summary

@@ -1,0 +1,163 @@
+"""Frozen features for evaluation, computed once and cached.
+
+One pass stores what every protocol needs: the normalised CLS tokens of the last 4 blocks ([N, 4, D],
+the last one is the final CLS) and the mean of the last block's normalised patch tokens ([N, D]).
+Images go through the official evaluation transform (torchvision Resize 256 bicubic + CenterCrop 224).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..distributed import ensure_process_group, rank_and_world
+from ..data import ImageLoadError, load_image, official_eval_transform
+from ..data.folders import labelled_images
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class FeatureSet:
+    cls: torch.Tensor  # [N, B, D] normalised CLS of the last B blocks (B = 1 for Parquet embeddings)
+    patch_mean: torch.Tensor | None  # [N, D] mean of the last block's patch tokens, or None
+    labels: torch.Tensor  # [N] int64
+    classes: list[str]
+    paths: list[str]
+
+    def final_cls(self) -> torch.Tensor:
+        return self.cls[:, -1]
+
+    def linear_input(self, n_blocks: int, avgpool: bool) -> torch.Tensor:
+        """The official linear-probe input: cat(CLS of the last n blocks[, mean patch token])."""
+        parts = [self.cls[:, -n_blocks:].flatten(1)]
+        if avgpool:
+            parts.append(self.patch_mean)
+        return torch.cat(parts, dim=1)
+
+
+class _Images(Dataset):
+    def __init__(self, paths, transform):
+        self.paths, self.transform = paths, transform
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        try:
+            return self.transform(load_image(self.paths[i])), i
+        except ImageLoadError:
+            return None
+
+
+def _collate(items):
+    items = [it for it in items if it is not None]
+    if not items:
+        return None
+    return torch.stack([x for x, _ in items]), torch.tensor([i for _, i in items])
+
+
+def extract(model, paths, transform, *, batch_size=64, num_workers=2, device="cpu", blocks=4,
+            progress=True, desc="features") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cls [N, blocks, D], patch_mean [N, D], ok [N] bool) for the given images; unreadable ones are
+    zero with ok False. Under torchrun each rank computes every WORLD_SIZE-th image and all gather."""
+    from tqdm import tqdm
+
+    rank, world = rank_and_world()
+    vit = model.dinov2 if hasattr(model, "dinov2") else model
+    blocks = min(blocks, len(vit.blocks))
+    n, dim = len(paths), vit.config.hidden_size
+    cls, mean, ok = torch.zeros(n, blocks, dim), torch.zeros(n, dim), torch.zeros(n, dtype=torch.bool)
+    mine = list(range(rank, n, world))
+    loader = DataLoader(_Images([paths[i] for i in mine], transform), batch_size=batch_size,
+                        num_workers=num_workers, collate_fn=_collate)
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc=desc, disable=not progress or rank != 0, unit="batch"):
+            if batch is None:
+                continue
+            x, local = batch
+            idx = torch.tensor(mine)[local]
+            outs = vit.get_intermediate_layers(x.to(device), n=blocks, return_class_token=True, norm=True)
+            cls[idx] = torch.stack([c for _, c in outs], dim=1).float().cpu()
+            mean[idx] = outs[-1][0].mean(dim=1).float().cpu()
+            ok[idx] = True
+    if world > 1:
+        dist = ensure_process_group()
+        for t in (cls, mean):
+            dist.all_reduce(t)  # each image was computed by one rank, the others hold zeros
+        flags = ok.to(torch.int32)
+        dist.all_reduce(flags)
+        ok = flags > 0
+    return cls, mean, ok
+
+
+def _all_ranks_agree(flag: bool) -> bool:
+    """True only if every rank says so (ranks must take the same branch around collectives)."""
+    if rank_and_world()[1] == 1:
+        return flag
+    t = torch.tensor([int(flag)])
+    ensure_process_group().all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def _cache_key(model_name: str, paths: list[str], transform_desc: str, blocks: int) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([CACHE_VERSION, model_name, transform_desc, blocks]).encode())
+    for p in paths:
+        st = os.stat(p) if os.path.exists(p) else None
+        h.update(f"{p}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else -1}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def folder_features(model, model_name: str, root, *, cache_dir=None, image_size: int = 224, batch_size=64,
+                    num_workers=2, device="cpu", progress=True, transform=None, tag="center") -> FeatureSet:
+    """Features of an ImageFolder, from the cache when the model, files and transform are unchanged."""
+    paths, labels, classes = labelled_images(root)
+    transform = transform or official_eval_transform(resize=image_size * 256 // 224, crop=image_size)
+    desc = f"{tag}:{image_size}"
+    cache_file = None
+    if cache_dir is not None:
+        cache_file = Path(cache_dir) / f"{_cache_key(model_name, paths, desc, 4)}.pt"
+        if _all_ranks_agree(cache_file.is_file()):
+            d = torch.load(cache_file, weights_only=True)
+            return FeatureSet(d["cls"], d["patch_mean"], d["labels"], classes, paths)
+    cls, mean, ok = extract(model, paths, transform, batch_size=batch_size, num_workers=num_workers,
+                            device=device, progress=progress, desc=f"features {Path(root).name}")
+    keep = ok.nonzero().flatten()
+    fs = FeatureSet(cls[keep], mean[keep], torch.tensor(labels)[keep], classes, [paths[i] for i in keep])
+    if cache_file is not None and rank_and_world()[0] == 0:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name("." + cache_file.name + ".tmp")
+        torch.save({"cls": fs.cls, "patch_mean": fs.patch_mean, "labels": fs.labels}, tmp)
+        os.replace(tmp, cache_file)
+    return fs
+
+
+def parquet_features(source, labels_file=None, classes: list[str] | None = None) -> FeatureSet:
+    """Embeddings from `dinokit embed` with labels from a `label` column, a CSV file (path,label), or the
+    name of each image's parent folder (ImageFolder layout)."""
+    import pyarrow.dataset as pads
+
+    from ..features.store import read_embeddings
+
+    paths, emb, _ = read_embeddings(source)
+    names = pads.dataset(str(source), format="parquet").schema.names
+    if "label" in names:
+        raw = pads.dataset(str(source), format="parquet").to_table(columns=["label"]).column("label").to_pylist()
+    elif labels_file:
+        table = dict(line.rsplit(",", 1) for line in Path(labels_file).read_text().splitlines() if "," in line)
+        raw = [table.get(p, table.get(Path(p).name)) for p in paths]
+    else:
+        raw = [Path(p).parent.name for p in paths]
+    classes = classes or sorted({str(r) for r in raw if r is not None})
+    index = {c: i for i, c in enumerate(classes)}
+    keep = [i for i, r in enumerate(raw) if r is not None and str(r) in index]
+    x = torch.nn.functional.normalize(torch.from_numpy(np.asarray(emb)[keep]), dim=-1)
+    return FeatureSet(x[:, None], None, torch.tensor([index[str(raw[i])] for i in keep]), classes,
+                      [paths[i] for i in keep])
