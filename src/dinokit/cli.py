@@ -347,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     lin.add_argument("--logreg", action="store_true", help="also logistic regression with a sweep of C")
     lin.add_argument("--seed", type=int, default=0)
 
+    sub.add_parser("bench", help="speed against transformers, timm and the official code (see `dinokit bench --help`)")
+
     p = sub.add_parser("export", help="ONNX, TorchScript or torch.export program, verified against PyTorch")
     p.add_argument("model")
     p.add_argument("--format", required=True, choices=["onnx", "torchscript", "exported-program"])
@@ -358,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # its own parser: `dinokit bench --help`
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
