@@ -102,3 +102,16 @@ def test_position_embedding_cache_follows_weight_updates():
         reference = model(x).pooler_output
     assert max_diff(first, second) > 1e-4
     assert max_diff(second, reference) < 1e-6
+
+
+def test_large_cpu_batches_split_internally_give_the_same_numbers():
+    model = perturb_(Dinov2Model(tiny(image_size=224)))
+    model.CPU_TOKENS_PER_CHUNK = 600  # force several chunks on a small batch
+    x = torch.randn(9, 3, 224, 224)
+    with torch.no_grad():
+        assert model._split_batch(model.prepare_tokens(x))
+        together = model(x).last_hidden_state
+        one_by_one = torch.cat([model(x[i:i + 1]).last_hidden_state for i in range(9)])
+    assert max_diff(together, one_by_one) < 1e-5
+    with torch.enable_grad():
+        assert not model._split_batch(model.prepare_tokens(x))  # training keeps the plain path

@@ -74,8 +74,9 @@ class DinoVisionTransformer(nn.Module):
         if not needs_interpolation(side, grid_hw, image_hw, mode):
             return self.pos_embed
         cacheable = not torch.is_grad_enabled() and not torch.jit.is_tracing()
-        key = (grid_hw, mode, self.pos_embed.dtype, self.pos_embed.device, self.pos_embed._version,
-               self.pos_embed.data_ptr())
+        # inference tensors keep no version counter; their data changes only through a new tensor
+        version = -1 if self.pos_embed.is_inference() else self.pos_embed._version
+        key = (grid_hw, mode, self.pos_embed.dtype, self.pos_embed.device, version, self.pos_embed.data_ptr())
         if cacheable and key in self._pos_cache:
             return self._pos_cache[key]
         patch_pos = interpolate_patch_pos_embed(
@@ -115,12 +116,15 @@ class DinoVisionTransformer(nn.Module):
         x = self.prepare_tokens(pixel_values, bool_masked_pos)
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
-        for blk, mask in zip(self.blocks, head_masks):
-            x, weights = blk(x, need_weights=bool(output_attentions), head_mask=mask)
-            if hidden_states is not None:
-                hidden_states.append(x)
-            if attentions is not None:
-                attentions.append(weights)
+        if hidden_states is None and attentions is None and head_mask is None:
+            x = self._blocks_inference(x) if self._split_batch(x) else self._blocks(x)
+        else:
+            for blk, mask in zip(self.blocks, head_masks):
+                x, weights = blk(x, need_weights=bool(output_attentions), head_mask=mask)
+                if hidden_states is not None:
+                    hidden_states.append(x)
+                if attentions is not None:
+                    attentions.append(weights)
         x = self.norm(x)
         out = BaseModelOutputWithPooling(
             last_hidden_state=x,
@@ -131,6 +135,23 @@ class DinoVisionTransformer(nn.Module):
         if return_dict is False or (return_dict is None and torch.jit.is_tracing()):
             return out.to_tuple()
         return out
+
+    # --- the fast path ---------------------------------------------------------------------------------
+    CPU_TOKENS_PER_CHUNK = 2048  # ~8 images at 224 px: activations stay in cache (measured in docs/performance.md)
+
+    def _blocks(self, x: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks:
+            x, _ = blk(x)
+        return x
+
+    def _split_batch(self, x: torch.Tensor) -> bool:
+        """Large CPU batches run in chunks at inference: same numbers, faster (the matrices fit the cache)."""
+        return (x.device.type == "cpu" and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+                and x.shape[0] * x.shape[1] >= 2 * self.CPU_TOKENS_PER_CHUNK)
+
+    def _blocks_inference(self, x: torch.Tensor) -> torch.Tensor:
+        chunk = max(1, self.CPU_TOKENS_PER_CHUNK // x.shape[1])
+        return torch.cat([self._blocks(part) for part in x.split(chunk)], dim=0)
 
     def _head_masks(self, head_mask: torch.Tensor | None) -> list:
         """transformers' head_mask: [heads] for every layer or [layers, heads]; 1 keeps a head, 0 masks it."""
