@@ -128,7 +128,7 @@ def bench_models(sizes=("s", "b"), image_sizes=(224,), batch_sizes=(1, 8, 32), r
                     timers = {}
                     for peer, (theirs, ours) in pairs.items():
                         timers[(peer, "peer")] = (peer, theirs)
-                        if peer != "dinokit":
+                        if peer not in ("dinokit", "official"):  # dinokit's official mode is the "dinokit" row
                             timers[(peer, "dinokit")] = ("dinokit", ours)
                     times = {key: [] for key in timers}
                     outputs = {}
@@ -144,7 +144,7 @@ def bench_models(sizes=("s", "b"), image_sizes=(224,), batch_sizes=(1, 8, 32), r
                     flops = vit_flops(config, batch, image_size)
                     for peer in pairs:
                         t_peer = times[(peer, "peer")]
-                        t_ours = times[(peer, "dinokit")] if peer != "dinokit" else t_peer
+                        t_ours = times[(peer, "dinokit")] if (peer, "dinokit") in times else times[("dinokit", "peer")]
                         row = {
                             "model": f"ViT-{size.upper()}/14", "image_size": image_size, "batch": batch, "peer": peer,
                             "mode": PEER_MODE[peer],
@@ -158,7 +158,8 @@ def bench_models(sizes=("s", "b"), image_sizes=(224,), batch_sizes=(1, 8, 32), r
                             "max_abs_diff_vs_official": None if reference is None else
                             (outputs[(peer, "peer")] - reference).abs().max().item(),
                             "max_abs_diff_vs_peer": None if peer == "dinokit" else
-                            (outputs[(peer, "peer")] - outputs[(peer, "dinokit")]).abs().max().item(),
+                            (outputs[(peer, "peer")] - outputs.get((peer, "dinokit"), outputs[("dinokit", "peer")])
+                             ).abs().max().item(),
                         }
                         rows.append(row)
                         if progress:
@@ -187,6 +188,24 @@ def format_row(row: dict, peak: float) -> str:
             f"peer {row['peer_img_s']['median']:7.2f} img/s  dinokit {row['dinokit_img_s']['median']:7.2f} img/s  "
             f"x{row['speedup']:.2f}  dinokit {row['dinokit_gflops']:5.0f} GFLOP/s = {100 * row['dinokit_gflops'] / peak:3.0f}% "
             f"of peak  Δofficial {'-' if diff is None else f'{diff:.1e}'}")
+
+
+def markdown_table(result: dict) -> str:
+    """The benchmark as a Markdown table (docs/performance.md)."""
+    peak = result["matmul_peak_gflops"]
+    lines = ["| model | px | batch | peer (mode) | peer img/s (min–max) | dinokit img/s (min–max) | speed-up | "
+             "dinokit GFLOP/s (% of peak) | Δ official |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if r["peer"] == "dinokit":
+            continue
+        p, d = r["peer_img_s"], r["dinokit_img_s"]
+        diff = r["max_abs_diff_vs_official"]
+        lines.append(
+            f"| {r['model']} | {r['image_size']} | {r['batch']} | {r['peer']} ({r['mode']}) | "
+            f"{p['median']:.2f} ({p['min']:.2f}–{p['max']:.2f}) | {d['median']:.2f} ({d['min']:.2f}–{d['max']:.2f}) | "
+            f"×{r['speedup']:.2f} | {r['dinokit_gflops']:.0f} ({100 * r['dinokit_gflops'] / peak:.0f}%) | "
+            f"{'–' if diff is None else f'{diff:.1e}'} |")
+    return "\n".join(lines)
 
 
 def bench_embed(folder, model_dir, batch_size: int = 32, limit: int | None = None) -> dict:
@@ -240,6 +259,7 @@ def main(argv=None) -> int:
         e = result["embed"]
         print(f"embed ViT-S/14, {e['images']} images: transformers loop {e['transformers_loop_img_s']:.1f} img/s, "
               f"dinokit embed {e['dinokit_embed_img_s']:.1f} img/s (x{e['speedup']:.2f})")
+    print(markdown_table(result))
     Path(args.output).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.output}")
     return 0

@@ -1,0 +1,23 @@
+"""The benchmark's own numbers must be trustworthy: every peer gets the same weights, and dinokit in a peer's
+interpolation mode gives that peer's output. (Speed itself is reported by `dinokit bench`, never asserted.)"""
+from dinokit.bench import bench_models, vit_flops
+from dinokit.models import preset_config
+
+
+def test_bench_compares_equal_models():
+    result = bench_models(sizes=("s",), batch_sizes=(2,), repeats=1, warmup=0, progress=None)
+    rows = {r["peer"]: r for r in result["rows"]}
+    assert set(rows) == {"dinokit", "transformers", "timm", "official"}
+    assert rows["official"]["max_abs_diff_vs_official"] == 0.0
+    assert rows["dinokit"]["max_abs_diff_vs_official"] <= 1e-4
+    for peer in ("transformers", "timm", "official"):
+        assert rows[peer]["max_abs_diff_vs_peer"] <= 1e-4, peer
+    # the peers differ from the official output at 224 px by design (their interpolation)
+    assert rows["timm"]["max_abs_diff_vs_official"] > 1e-3
+    assert result["matmul_peak_gflops"] > 0 and rows["dinokit"]["dinokit_gflops"] > 0
+
+
+def test_flop_count_matches_published_figures():
+    # mmpretrain's model table: ViT-S/14 46.76 G and ViT-B/14 152.00 G multiply-adds at 518 px
+    assert abs(vit_flops(preset_config("s"), 1, 518) / 2e9 - 46.76) / 46.76 < 0.005
+    assert abs(vit_flops(preset_config("b"), 1, 518) / 2e9 - 152.00) / 152.00 < 0.005
