@@ -12,7 +12,7 @@ from .models.vit import DinoVisionTransformer
 from .weights.checkpoint import CheckpointMismatchError, load_converted, read_state_dict
 from .weights.formats import hf_base_prefix, to_hf
 from .weights.names import lookup
-from .weights.pretrained import PretrainedMixin, ResolvedCheckpoint, with_linear_head
+from .weights.pretrained import PretrainedMixin, ResolvedCheckpoint, resolve_checkpoint, with_linear_head
 
 
 class Dinov2Model(PretrainedMixin, DinoVisionTransformer):
@@ -81,29 +81,12 @@ def load_model(name_or_path, *, interpolate_mode: str | None = None, device="cpu
                dtype: torch.dtype = torch.float32, config: Dinov2Config | None = None, **kwargs):
     """An eval-mode model from a Hugging Face id, a torch.hub name, an mmpretrain name, or a local file or
     folder in any supported layout (official, transformers, timm, mmpretrain). Checkpoints with a
-    classification head (`_lc` names, `*-imagenet1k-1-layer`, classifier folders) give a
+    classification head (`_lc` names, `*-imagenet1k-1-layer`, classifier folders, or `head=FILE`) give a
     `Dinov2ForImageClassification`, every other one a `Dinov2Model`."""
-    source = lookup(str(name_or_path))
-    cls = Dinov2Model
-    if (source is not None and source.linear_head) or kwargs.get("head") or _has_head(name_or_path, config):
-        cls = Dinov2ForImageClassification
-    return cls.from_pretrained(name_or_path, interpolate_mode=interpolate_mode, device=device, dtype=dtype,
-                               config=config, **kwargs)
-
-
-def _has_head(name_or_path, config) -> bool:
-    """A classifier config (architectures / id2label) or checkpoint; cheap checks before loading."""
-    import json
-    from pathlib import Path
-
-    folder = Path(name_or_path)
-    cfg_file = folder / "config.json" if folder.is_dir() else None
-    if cfg_file is None and lookup(str(name_or_path)) is not None and lookup(str(name_or_path)).repo_id:
-        return "imagenet1k" in str(name_or_path)
-    if cfg_file is not None and cfg_file.is_file():
-        d = json.loads(cfg_file.read_text())
-        return any("ForImageClassification" in a for a in d.get("architectures", []))
-    return False
+    found = resolve_checkpoint(name_or_path, head_layers=kwargs.get("layers"))
+    cls = Dinov2ForImageClassification if found.head is not None or kwargs.get("head") else Dinov2Model
+    return cls.from_resolved(found, str(name_or_path), interpolate_mode=interpolate_mode, device=device,
+                             dtype=dtype, config=config, **kwargs)
 
 
 # --- torch.hub vocabulary: dinov2_vits14(), dinov2_vitb14_reg(), dinov2_vits14_lc(layers=4), ... -------------

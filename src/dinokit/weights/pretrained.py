@@ -83,10 +83,17 @@ class PretrainedMixin:
         """Precedence of the interpolation mode: the argument, the checkpoint's config.json, the source
         library's own mode (mmpretrain names), then "official"."""
         found = resolve_checkpoint(name_or_path, head_layers=kwargs.get("layers"))
+        return cls.from_resolved(found, str(name_or_path), interpolate_mode=interpolate_mode, device=device,
+                                 dtype=dtype, config=config, **kwargs)
+
+    @classmethod
+    def from_resolved(cls, found: ResolvedCheckpoint, source: str, *, interpolate_mode: str | None = None,
+                      device="cpu", dtype: torch.dtype = torch.float32, config: Dinov2Config | None = None, **kwargs):
+        """The model of an already resolved checkpoint (so that a caller can look at it first)."""
         config = cls._config_for(config or found.config, found, **kwargs)
         mode = interpolate_mode or config.interpolate_mode or found.interpolate_mode or "official"
         model = cls(config.replace(interpolate_mode=mode))
-        model._load_resolved(found, source=str(name_or_path), **kwargs)
+        model._load_resolved(found, source=source, **kwargs)
         return model.to(device=device, dtype=dtype).eval()
 
     @classmethod
