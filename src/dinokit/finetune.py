@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from .data import Dinov2ImageProcessor, ImageLoadError, load_image
+from .data import Dinov2ImageProcessor, ImageFiles, collate_images
 from .data.augment import classification_train_transform
 from .data.folders import labelled_images
 from .pretrained import Dinov2ForImageClassification, load_model
@@ -47,30 +47,6 @@ class FinetuneConfig:
     seed: int = 0
 
 
-class LabelledImages(Dataset):
-    def __init__(self, paths, labels, transform):
-        self.paths, self.labels, self.transform = paths, labels, transform
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        try:
-            image = load_image(self.paths[i])
-        except ImageLoadError:
-            return None
-        x = self.transform(image)
-        x = x["pixel_values"][0] if isinstance(x, dict) else x
-        return x, self.labels[i]
-
-
-def _collate(items):
-    items = [it for it in items if it is not None]  # unreadable images are skipped
-    if not items:
-        return None
-    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
-
-
 def layer_decay_groups(model: Dinov2ForImageClassification, lr: float, decay: float, weight_decay: float):
     """Parameter groups with lr × decay^(depth + 1 − layer): embeddings are layer 0, block i is layer i + 1,
     the final norm and the head get the full rate. No weight decay on norms, biases and tokens."""
@@ -97,15 +73,15 @@ def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def evaluate(model, loader, device) -> float:
+def evaluate(model, loader, labels: torch.Tensor, device) -> float:
     model.eval()
     correct = seen = 0
     with torch.inference_mode():
         for batch in loader:
-            if batch is None:
+            if batch.pixel_values is None:
                 continue
-            x, y = batch
-            correct += (model(x.to(device)).logits.argmax(-1).cpu() == y).sum().item()
+            y = labels[batch.indices]
+            correct += (model(batch.pixel_values.to(device)).logits.argmax(-1).cpu() == y).sum().item()
             seen += len(y)
     return correct / max(1, seen)
 
@@ -149,9 +125,11 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     optimizer = torch.optim.AdamW(layer_decay_groups(model, lr, cfg.layer_decay if cfg.mode == "full" else 1.0,
                                                      cfg.weight_decay), betas=(0.9, 0.999))
     processor = Dinov2ImageProcessor(size=cfg.image_size * 256 // 224, crop_size=cfg.image_size)
-    train_loader = DataLoader(LabelledImages(paths, labels, classification_train_transform(cfg.image_size, cfg.min_crop_scale, cfg.flip)),
-                              batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
-                              collate_fn=_collate, drop_last=len(paths) > cfg.batch_size,
+    train_transform = classification_train_transform(cfg.image_size, cfg.min_crop_scale, cfg.flip)
+    train_images = ImageFiles.from_paths(paths, train_transform)
+    train_labels = torch.tensor(labels)
+    train_loader = DataLoader(train_images, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
+                              collate_fn=collate_images, drop_last=len(paths) > cfg.batch_size,
                               generator=torch.Generator().manual_seed(cfg.seed))
     steps_per_epoch = max(1, len(train_loader))
     total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
@@ -173,12 +151,12 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, unit="batch")
         losses = []
         for i, batch in enumerate(bar):
-            if batch is None:
+            if batch.pixel_values is None:  # unreadable images are skipped
                 continue
             step = epoch * steps_per_epoch + i
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * cosine_with_warmup(step, total, warmup)
-            x, y = batch
+            x, y = batch.pixel_values, train_labels[batch.indices]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss = model(x.to(device), labels=y.to(device)).loss
             optimizer.zero_grad(set_to_none=True)
@@ -198,9 +176,9 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         vpaths, vlabels, vclasses = labelled_images(cfg.val)
         if vclasses != classes:
             raise ValueError(f"validation classes {vclasses} differ from training classes {classes}")
-        val_loader = DataLoader(LabelledImages(vpaths, vlabels, processor), batch_size=cfg.batch_size,
-                                num_workers=cfg.num_workers, collate_fn=_collate)
-        result["val_accuracy"] = evaluate(model, val_loader, device)
+        val_loader = DataLoader(ImageFiles.from_paths(vpaths, processor), batch_size=cfg.batch_size,
+                                num_workers=cfg.num_workers, collate_fn=collate_images)
+        result["val_accuracy"] = evaluate(model, val_loader, torch.tensor(vlabels), device)
         result["chance"] = 1 / len(classes)
     model.cpu().eval().save_pretrained(out)
     processor.save_pretrained(out)

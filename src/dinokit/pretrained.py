@@ -9,7 +9,7 @@ from .heads.backbone import FeatureBackbone
 from .heads.classification import ImageClassifier
 from .models.config import Dinov2Config, preset_config
 from .models.vit import DinoVisionTransformer
-from .weights.checkpoint import CheckpointMismatchError, load_converted, read_state_dict
+from .weights.checkpoint import load_converted, read_state_dict
 from .weights.formats import hf_base_prefix, to_hf
 from .weights.names import lookup
 from .weights.pretrained import PretrainedMixin, ResolvedCheckpoint, resolve_checkpoint, with_linear_head
@@ -44,13 +44,7 @@ class Dinov2ForImageClassification(PretrainedMixin, ImageClassifier):
 
     def _load_resolved(self, found: ResolvedCheckpoint, source: str, **_):
         load_converted(self.dinov2, found.state_dict, source=source)
-        expected = self.classifier.state_dict()
-        wrong = [(f"classifier.{k}", v.shape, expected[k].shape) for k, v in found.head.items()
-                 if k in expected and v.shape != expected[k].shape]
-        missing = [f"classifier.{k}" for k in expected if k not in found.head]
-        if wrong or missing:
-            raise CheckpointMismatchError(missing, [], wrong, source)
-        self.classifier.load_state_dict(found.head)
+        load_converted(self.classifier, found.head, source=f"{source} (classification head)")
 
     def _hf_state_dict(self):
         prefix = hf_base_prefix(self.config.num_register_tokens > 0)

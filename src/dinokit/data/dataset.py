@@ -14,6 +14,7 @@ class LoadedImage(NamedTuple):
     tensor: torch.Tensor | None  # None when the file could not be used
     path: str
     error: str | None  # the reason, when tensor is None
+    index: int = -1  # position in the dataset (to join labels or results)
 
 
 class ImageFiles(Dataset):
@@ -49,12 +50,12 @@ class ImageFiles(Dataset):
             image = load_image(path, **self.load_kwargs)
             tensor = self.transform(image)
         except ImageLoadError as e:
-            return LoadedImage(None, path, e.reason)
+            return LoadedImage(None, path, e.reason, index)
         except Exception as e:  # a transform failing on one odd image must not stop a job of millions
-            return LoadedImage(None, path, f"preprocessing failed: {type(e).__name__}: {e}")
+            return LoadedImage(None, path, f"preprocessing failed: {type(e).__name__}: {e}", index)
         if isinstance(tensor, dict):  # a processor's BatchFeature of one image
             tensor = tensor["pixel_values"][0]
-        return LoadedImage(torch.as_tensor(tensor), path, None)
+        return LoadedImage(torch.as_tensor(tensor), path, None, index)
 
     def __iter__(self):
         for i in range(len(self)):
@@ -69,10 +70,11 @@ class ImageBatch(NamedTuple):
     pixel_values: torch.Tensor | None  # None when every image of the batch failed
     paths: list[str]
     failures: list[tuple[str, str]]
+    indices: torch.Tensor  # dataset positions of the good images, in batch order
 
 
 def collate_images(items: list[LoadedImage]) -> ImageBatch:
     good = [it for it in items if it.error is None]
     failures = [(it.path, it.error) for it in items if it.error is not None]
     pixels = torch.stack([it.tensor for it in good]) if good else None
-    return ImageBatch(pixels, [it.path for it in good], failures)
+    return ImageBatch(pixels, [it.path for it in good], failures, torch.tensor([it.index for it in good], dtype=torch.long))

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from ..distributed import ensure_process_group, rank_and_world
-from ..data import ImageLoadError, load_image, official_eval_transform
+from ..data import ImageFiles, collate_images, official_eval_transform
 from ..data.folders import labelled_images
 
 CACHE_VERSION = 1
@@ -42,27 +42,6 @@ class FeatureSet:
         return torch.cat(parts, dim=1)
 
 
-class _Images(Dataset):
-    def __init__(self, paths, transform):
-        self.paths, self.transform = paths, transform
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        try:
-            return self.transform(load_image(self.paths[i])), i
-        except ImageLoadError:
-            return None
-
-
-def _collate(items):
-    items = [it for it in items if it is not None]
-    if not items:
-        return None
-    return torch.stack([x for x, _ in items]), torch.tensor([i for _, i in items])
-
-
 def extract(model, paths, transform, *, batch_size=64, num_workers=2, device="cpu", blocks=4,
             progress=True, desc="features") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(cls [N, blocks, D], patch_mean [N, D], ok [N] bool) for the given images; unreadable ones are
@@ -75,15 +54,14 @@ def extract(model, paths, transform, *, batch_size=64, num_workers=2, device="cp
     n, dim = len(paths), vit.config.hidden_size
     cls, mean, ok = torch.zeros(n, blocks, dim), torch.zeros(n, dim), torch.zeros(n, dtype=torch.bool)
     mine = list(range(rank, n, world))
-    loader = DataLoader(_Images([paths[i] for i in mine], transform), batch_size=batch_size,
-                        num_workers=num_workers, collate_fn=_collate)
+    loader = DataLoader(ImageFiles.from_paths([paths[i] for i in mine], transform), batch_size=batch_size,
+                        num_workers=num_workers, collate_fn=collate_images)
     with torch.inference_mode():
         for batch in tqdm(loader, desc=desc, disable=not progress or rank != 0, unit="batch"):
-            if batch is None:
+            if batch.pixel_values is None:
                 continue
-            x, local = batch
-            idx = torch.tensor(mine)[local]
-            outs = vit.get_intermediate_layers(x.to(device), n=blocks, return_class_token=True, norm=True)
+            idx = torch.tensor(mine)[batch.indices]
+            outs = vit.get_intermediate_layers(batch.pixel_values.to(device), n=blocks, return_class_token=True, norm=True)
             cls[idx] = torch.stack([c for _, c in outs], dim=1).float().cpu()
             mean[idx] = outs[-1][0].mean(dim=1).float().cpu()
             ok[idx] = True

@@ -62,9 +62,10 @@ def infer_config(sd: dict[str, torch.Tensor]) -> Dinov2Config:
     swiglu = "blocks.0.mlp.w12.weight" in sd
     hidden = sd["blocks.0.mlp.w12.weight"].shape[0] // 2 if swiglu else sd["blocks.0.mlp.fc1.weight"].shape[0]
     grid = round((sd["pos_embed"].shape[1] - 1) ** 0.5)
+    mlp_ratio = 4 if swiglu else (hidden // dim if hidden % dim == 0 else hidden / dim)
     return Dinov2Config(
         hidden_size=dim, num_hidden_layers=depth, num_attention_heads=max(1, dim // 64),
-        mlp_ratio=4 if swiglu else (hidden // dim if hidden % dim == 0 else hidden / dim), use_swiglu_ffn=swiglu, patch_size=patch,
+        mlp_ratio=mlp_ratio, use_swiglu_ffn=swiglu, patch_size=patch,
         image_size=grid * patch, num_channels=sd["patch_embed.proj.weight"].shape[1],
         num_register_tokens=sd["register_tokens"].shape[1] if "register_tokens" in sd else 0,
         qkv_bias="blocks.0.attn.qkv.bias" in sd, layerscale_value=1.0 if "blocks.0.ls1.gamma" in sd else 0.0,
