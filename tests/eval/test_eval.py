@@ -9,8 +9,7 @@ import torch
 import dinokit.eval.features as eval_features
 from dinokit.eval import eval_knn, eval_linear, knn_predict, logistic_regression
 from dinokit.eval.features import FeatureSet
-from tests.features.conftest import save_tiny_model
-from tests.features.test_embed import cli
+from tests.helpers import cli, save_tiny_model
 
 
 def numpy_knn(train, train_labels, query, num_classes, k, T):

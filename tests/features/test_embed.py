@@ -16,12 +16,7 @@ import dinokit
 from dinokit.data import load_image
 from dinokit.features import read_embeddings
 from tests.data.test_images import broken_files
-from tests.features.conftest import generated_images
-
-
-def cli(*args, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "dinokit", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+from tests.helpers import cli, generated_images, torchrun
 
 
 def reference_embeddings(model_dir, paths, pooling="cls", normalize=False):
@@ -123,16 +118,8 @@ def test_torchrun_two_processes_equal_one(photo_folder, tiny_model_dir, tmp_path
     generated_images(photo_folder / "more", 9, seed=3)
     single = cli("embed", photo_folder, "-o", tmp_path / "one", "--model", tiny_model_dir, "--num-workers", "0")
     assert single.returncode == 0, single.stderr
-    import socket
-
-    with socket.socket() as sock:  # a free port, so parallel runs do not collide
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
-         "-m", "dinokit", "embed", str(photo_folder), "-o", str(tmp_path / "two"), "--model", str(tiny_model_dir),
-         "--num-workers", "0", "--json"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    run = torchrun(2, "embed", photo_folder, "-o", tmp_path / "two", "--model", tiny_model_dir, "--num-workers", "0",
+                   "--json")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["done"] == 25
     ranks = {f.name.split("-")[1] for f in (tmp_path / "two").glob("part-*.parquet")}

@@ -1,5 +1,4 @@
 """Index, search, near-duplicates and the PCA picture on the shared photos."""
-import io
 import json
 import shutil
 
@@ -9,7 +8,7 @@ from PIL import Image
 
 import dinokit
 from dinokit.features import EmbeddingIndex, duplicate_groups
-from tests.features.test_embed import cli
+from tests.helpers import cli, make_copies
 
 
 @pytest.fixture
@@ -54,31 +53,6 @@ def test_ivf_index_for_large_sets_finds_exact_neighbours():
     ivf = dinokit.features.index.build_faiss_index(dinokit.features.index.normalized(vectors), "ivf", nprobe=64)
     _, ids = ivf.search(dinokit.features.index.normalized(vectors[:100]), 1)
     assert (ids[:, 0] == np.arange(100)).mean() >= 0.99
-
-
-def make_copies(folder, originals):
-    """Re-encoded, resized and slightly cropped copies: the near-duplicates of the copy-detection step."""
-    planted = {}
-    for f in originals:
-        img = Image.open(f).convert("RGB")
-        w, h = img.size
-        copies = {
-            "jpeg": lambda im: _reencode(im, 70),
-            "resized": lambda im: im.resize((int(w * 0.7), int(h * 0.7)), Image.BILINEAR),
-            "cropped": lambda im: im.crop((int(w * 0.03), int(h * 0.03), int(w * 0.97), int(h * 0.97))),
-        }
-        planted[f.name] = [f.name]
-        for kind, make in copies.items():
-            name = f"{f.stem}_{kind}.png"
-            make(img).save(folder / name)
-            planted[f.name].append(name)
-    return planted
-
-
-def _reencode(img, quality):
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
 def test_dedup_finds_planted_copies_and_merges_nothing_else(photos, smooth_model_dir, tmp_path):

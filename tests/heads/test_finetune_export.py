@@ -10,8 +10,7 @@ from PIL import Image
 import dinokit
 from dinokit.export import export_model
 from tests.conftest import perturb_
-from tests.features.conftest import save_tiny_model
-from tests.features.test_embed import cli
+from tests.helpers import cli, save_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -90,25 +90,42 @@ class EmbeddingIndex:
                 for row_s, row_i in zip(scores, ids)]
 
 
+def knn(database: np.ndarray, queries: np.ndarray, k: int, *, kind: str = "auto", index=None,
+        batch_size: int = 65_536, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine k nearest neighbours of each query in database: (scores, ids), [Q, k] each, best first; ids -1
+    where fewer than k exist. Queries go in batches, so millions of them never make one giant result."""
+    index = index if index is not None else build_faiss_index(normalized(database), kind)
+    k = min(k, index.ntotal)
+    scores = np.empty((len(queries), k), np.float32)
+    ids = np.empty((len(queries), k), np.int64)
+    from tqdm.auto import tqdm
+
+    for lo in tqdm(range(0, len(queries), batch_size), desc="k-NN", unit="batch", disable=not progress, leave=False):
+        scores[lo:lo + batch_size], ids[lo:lo + batch_size] = index.search(normalized(queries[lo:lo + batch_size]), k)
+    return scores, ids
+
+
+def components(n: int, pairs_i: np.ndarray, pairs_j: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of n items, given the edges (pairs_i[e], pairs_j[e])."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(pairs_i), np.int8), (pairs_i, pairs_j)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def duplicate_edges(scores: np.ndarray, ids: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The edges (i, j), i ≠ j, of a self-k-NN result whose cosine similarity is ≥ threshold."""
+    rows = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)
+    keep = (scores >= threshold) & (ids >= 0) & (ids != rows)
+    return rows[keep], ids[keep]
+
+
 def duplicate_groups(vectors: np.ndarray, threshold: float, k: int = 32) -> list[list[int]]:
     """Groups (connected components) of items whose cosine similarity to a neighbour is ≥ threshold."""
-    vectors = normalized(vectors)
-    n = len(vectors)
-    index = build_faiss_index(vectors)
-    scores, ids = index.search(vectors, min(k, n))
-    parent = list(range(n))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(n):
-        for s, j in zip(scores[i], ids[i]):
-            if j >= 0 and j != i and s >= threshold:
-                parent[find(i)] = find(j)
+    scores, ids = knn(vectors, vectors, k)
+    labels = components(len(vectors), *duplicate_edges(scores, ids, threshold))
     groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
+    for i, label in enumerate(labels):
+        groups.setdefault(int(label), []).append(i)
     return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))

@@ -1,0 +1,99 @@
+"""Balancing without seeds (Vo et al., 2024, "Automatic data curation for self-supervised learning"):
+hierarchical k-means finds the concepts of the pool at several scales, then a target number of images is
+sampled evenly across the hierarchy, top-down, so that frequent concepts stop drowning rare ones."""
+from __future__ import annotations
+
+import numpy as np
+
+from .neighbors import kmeans
+from .pool import Pool
+from .result import StepResult
+
+STRATEGIES = ("random", "closest")
+
+
+def auto_levels(n: int) -> list[int]:
+    """Cluster counts, fine to coarse: √n, then √n / 3 (1M images: 1000 → 333). Balancing evens out the
+    coarsest level, so it must not have fewer clusters than the concepts to keep apart: set levels yourself
+    when you know more (the paper's 4 levels for 1B images: 10M → 500k → 50k → 10k)."""
+    fine = max(2, int(round(np.sqrt(n))))
+    return [fine, fine // 3] if fine // 3 >= 2 else [fine]
+
+
+def hierarchical_kmeans(vectors: np.ndarray, levels: list[int], *, iterations: int = 20, seed: int = 0,
+                        progress: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(labels [N, L], centroids per level): column 0 the finest cluster of each point; level l + 1 clusters
+    the centroids of level l, and a point belongs to the parent of its cluster."""
+    labels = np.zeros((len(vectors), len(levels)), dtype=np.int64)
+    points, all_centroids = vectors, []
+    for level, k in enumerate(levels):
+        centroids, assignment = kmeans(points, k, iterations=iterations, seed=seed + level, progress=progress,
+                                       desc=f"k-means level {level + 1} ({k})")
+        labels[:, level] = assignment if level == 0 else assignment[labels[:, level - 1]]
+        all_centroids.append(centroids)
+        points = centroids
+    return labels, all_centroids
+
+
+def allocate(sizes: np.ndarray, target: int) -> np.ndarray:
+    """Split target among groups as evenly as their sizes allow (water filling): small groups give all they
+    have, the rest is shared by the larger ones."""
+    alloc = np.zeros(len(sizes), dtype=np.int64)
+    remaining = min(int(target), int(sizes.sum()))
+    order = np.argsort(sizes, kind="stable")
+    for i, g in enumerate(order):
+        alloc[g] = min(int(sizes[g]), remaining // (len(order) - i))
+        remaining -= alloc[g]
+    return alloc
+
+
+def balanced_sample(labels: np.ndarray, target: int, *, strategy: str = "random", distances: np.ndarray | None = None,
+                    seed: int = 0) -> np.ndarray:
+    """Rows chosen top-down: target split evenly over the coarsest clusters, each share split evenly over
+    their sub-clusters, and so on; within a finest cluster, random rows or those closest to its centroid."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"sampling strategy must be one of {STRATEGIES}, got {strategy!r}")
+    rng = np.random.default_rng(seed)
+    chosen: list[np.ndarray] = []
+
+    def take(rows: np.ndarray, level: int, count: int) -> None:
+        if level < 0:
+            if strategy == "random":
+                chosen.append(rng.choice(rows, count, replace=False))
+            else:
+                chosen.append(rows[np.argsort(distances[rows], kind="stable")[:count]])
+            return
+        groups, inverse = np.unique(labels[rows, level], return_inverse=True)
+        members = [rows[inverse == g] for g in range(len(groups))]
+        for part, share in zip(members, allocate(np.array([len(m) for m in members]), count)):
+            if share:
+                take(part, level - 1, int(share))
+
+    take(np.arange(len(labels)), labels.shape[1] - 1, target)
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+
+
+def entropy(labels: np.ndarray) -> float:
+    """Shannon entropy (nats) of the cluster-size distribution."""
+    p = np.bincount(labels).astype(np.float64)
+    p = p[p > 0] / p.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def balance(pool: Pool, target: int, *, levels: list[int] | None = None, strategy: str = "random",
+            iterations: int = 20, seed: int = 0, progress: bool = False) -> StepResult:
+    """Kept rows gain cluster_l1 … cluster_lL (fine to coarse). The summary holds the finest-level cluster
+    sizes before and after, and their entropies (higher: more even)."""
+    levels = [min(k, len(pool)) for k in (levels or auto_levels(len(pool)))]
+    labels, centroids = hierarchical_kmeans(pool.vectors, levels, iterations=iterations, seed=seed, progress=progress)
+    distances = ((pool.vectors - centroids[0][labels[:, 0]]) ** 2).sum(1)
+    rows = balanced_sample(labels, target, strategy=strategy, distances=distances, seed=seed)
+    kept = pool.take(rows).with_columns(**{f"cluster_l{i + 1}": labels[rows, i] for i in range(len(levels))})
+    before = np.bincount(labels[:, 0], minlength=levels[0])
+    after = np.bincount(labels[rows, 0], minlength=levels[0])
+    return StepResult(kept, None, {
+        "step": "balance", "target": target, "levels": levels, "strategy": strategy, "input": len(pool),
+        "kept": len(kept), "removed": len(pool) - len(kept),
+        "entropy_before": round(entropy(labels[:, 0]), 4), "entropy_after": round(entropy(labels[rows, 0]), 4),
+        "max_entropy": round(float(np.log(levels[0])), 4),
+        "cluster_sizes_before": before.tolist(), "cluster_sizes_after": after.tolist()})

@@ -1,0 +1,64 @@
+"""Near-duplicate removal inside a pool, as the paper's self-deduplication: the k-NN graph of the pool, an
+edge wherever cosine similarity ≥ threshold, connected components, one representative per component."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..features.index import components, duplicate_edges
+from .neighbors import knn
+from .pool import Pool
+from .result import StepResult
+
+DEFAULT_THRESHOLD = 0.95
+KEEP = ("centroid", "first")
+
+
+def representatives(pool: Pool, labels: np.ndarray, keep: str) -> np.ndarray:
+    """The row kept for each component. centroid: the member nearest the component's mean embedding (the
+    most typical version of the image); first: the member whose path sorts first (stable across runs)."""
+    if keep not in KEEP:
+        raise ValueError(f"keep must be one of {KEEP}, got {keep!r}")
+    order = np.lexsort((np.asarray(pool.paths, dtype=object).astype(str), labels))
+    starts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
+    groups = np.split(order, starts[1:])
+    if keep == "first":
+        return np.array([g[0] for g in groups], dtype=np.int64)
+    chosen = []
+    for g in groups:
+        if len(g) == 1:
+            chosen.append(g[0])
+            continue
+        mean = pool.vectors[g].mean(0)
+        chosen.append(g[int(np.argmax(pool.vectors[g] @ mean))])
+    return np.array(chosen, dtype=np.int64)
+
+
+def dedup(pool: Pool, threshold: float = DEFAULT_THRESHOLD, *, k: int = 64, keep: str = "centroid",
+          index: str = "auto", progress: bool = False) -> StepResult:
+    """Keeps one image per group of near-duplicates. Kept rows gain dup_group (component id) and dup_count
+    (its size); removed rows gain duplicate_of (the path kept in their place)."""
+    scores, ids = knn(pool.vectors, pool.vectors, k, kind=index, progress=progress)
+    labels = components(len(pool), *duplicate_edges(scores, ids, threshold))
+    sizes = np.bincount(labels)
+    kept_rows = np.sort(representatives(pool, labels, keep))
+    kept_by_label = np.full(len(sizes), -1, dtype=np.int64)
+    kept_by_label[labels[kept_rows]] = kept_rows
+    removed_rows = np.setdiff1d(np.arange(len(pool)), kept_rows)
+    nearest = np.where(ids[:, 1:2] >= 0, scores[:, 1:2], np.nan)[:, 0] if ids.shape[1] > 1 else np.full(len(pool), np.nan)
+    kept = pool.take(kept_rows).with_columns(dup_group=labels[kept_rows], dup_count=sizes[labels[kept_rows]])
+    removed = pool.take(removed_rows).with_columns(
+        duplicate_of=np.array([pool.paths[kept_by_label[labels[i]]] for i in removed_rows], dtype=object))
+    groups = int((sizes > 1).sum())
+    return StepResult(kept, removed, {
+        "step": "dedup", "threshold": threshold, "keep": keep, "k": k, "input": len(pool), "kept": len(kept),
+        "removed": len(removed), "duplicate_groups": groups, "largest_group": int(sizes.max(initial=0)),
+        "nearest_neighbour_similarity": similarity_quantiles(nearest)})
+
+
+def similarity_quantiles(values: np.ndarray) -> dict[str, float]:
+    """Quantiles of each image's similarity to its nearest other image: where the threshold falls in them."""
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return {}
+    qs = (0.01, 0.1, 0.5, 0.9, 0.99, 0.999)
+    return {f"p{q * 100:g}": round(float(v), 4) for q, v in zip(qs, np.quantile(values, qs))}

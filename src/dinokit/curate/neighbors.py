@@ -1,0 +1,104 @@
+"""The two heavy computations of curation, split across torchrun processes when there are several: k nearest
+neighbours (each process searches a slice of the queries against the whole database) and k-means (Lloyd's
+iterations; each process assigns a slice of the points, the centroid sums are all-reduced). One process gives
+the same result as many."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..distributed import ensure_process_group, rank_and_world
+from ..features.index import build_faiss_index, knn as faiss_knn
+
+MAX_POINTS_PER_CENTROID = 256  # k-means trains on a sample of at most this many points per cluster (as FAISS)
+SEEDING_POINTS_PER_CENTROID = 32  # k-means++ draws its start from the first 32·k points of that sample
+
+
+def _slice(n: int) -> tuple[int, int, int]:
+    rank, world = rank_and_world()
+    per = -(-n // world)
+    return min(rank * per, n), min((rank + 1) * per, n), per
+
+
+def _gather_rows(local: np.ndarray, n: int, per: int) -> np.ndarray:
+    """The row slices of every process, concatenated in rank order (a no-op for one process)."""
+    if rank_and_world()[1] == 1:
+        return local
+    dist = ensure_process_group()
+    padded = torch.zeros((per, *local.shape[1:]), dtype=torch.from_numpy(local).dtype)
+    padded[: len(local)] = torch.from_numpy(local)
+    parts = [torch.empty_like(padded) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, padded)
+    return torch.cat(parts).numpy()[:n]
+
+
+def knn(database: np.ndarray, queries: np.ndarray, k: int, *, kind: str = "auto",
+        progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine k-NN of every query (unit-norm vectors): (scores, ids), best first. kind: flat (exact), ivf
+    (approximate, for millions) or auto (flat below 100k database vectors)."""
+    lo, hi, per = _slice(len(queries))
+    index = build_faiss_index(database, kind)
+    scores, ids = faiss_knn(database, queries[lo:hi], k, index=index, progress=progress)
+    return _gather_rows(scores, len(queries), per), _gather_rows(ids, len(queries), per)
+
+
+def assign(points: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(squared L2 distance, index) of the nearest centroid of each point, computed locally."""
+    import faiss
+
+    index = faiss.IndexFlatL2(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    dist, ids = index.search(np.ascontiguousarray(points, dtype=np.float32), 1)
+    return dist[:, 0], ids[:, 0]
+
+
+def kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k starting centroids by greedy k-means++ (Arthur & Vassilvitskii, 2007; greedy as scikit-learn): each
+    step draws 2 + log k candidates with probability ∝ squared distance to the nearest centroid so far and keeps
+    the one that lowers the total most. Random starts put several centroids in one dense cluster."""
+    x = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
+    trials = 2 + int(np.log(k))
+    chosen = [int(rng.integers(len(x)))]
+    d2 = ((x - x[chosen[0]]) ** 2).sum(1)
+    for _ in range(1, k):
+        cumulative = torch.cumsum(d2.double(), 0)
+        total = cumulative[-1].item()
+        if total <= 0:  # fewer distinct points than k: repeat one (its cluster stays empty)
+            chosen.append(chosen[-1])
+            continue
+        candidates = torch.searchsorted(cumulative, torch.from_numpy(rng.random(trials) * total)).clamp_(max=len(x) - 1)
+        options = torch.minimum(d2[None], torch.cdist(x[candidates], x) ** 2)
+        best = int(options.sum(1).argmin())
+        chosen.append(int(candidates[best]))
+        d2 = options[best]
+    return x[chosen].numpy().copy()
+
+
+def kmeans(points: np.ndarray, k: int, *, iterations: int = 20, seed: int = 0,
+           progress: bool = False, desc: str = "k-means") -> tuple[np.ndarray, np.ndarray]:
+    """(centroids [k, D], assignment [N]) by Lloyd's algorithm from a k-means++ start. Trains on a seeded
+    sample of at most 256 points per centroid, then assigns every point. An empty cluster keeps its previous
+    centroid. Every process computes the same start from the same seed."""
+    n = len(points)
+    k = min(k, n)
+    rng = np.random.default_rng(seed)
+    sample = points if n <= k * MAX_POINTS_PER_CENTROID else \
+        points[np.sort(rng.choice(n, size=k * MAX_POINTS_PER_CENTROID, replace=False))]
+    centroids = kmeans_plus_plus(sample[: k * SEEDING_POINTS_PER_CENTROID], k, rng)
+    lo, hi, per = _slice(len(sample))
+    local = torch.from_numpy(np.ascontiguousarray(sample[lo:hi], dtype=np.float32)).double()
+    world = rank_and_world()[1]
+    for _ in tqdm(range(iterations), desc=desc, disable=not progress, leave=False):
+        _, ids = assign(sample[lo:hi], centroids)
+        ids = torch.from_numpy(ids)
+        sums = torch.zeros(k, points.shape[1], dtype=torch.float64).index_add_(0, ids, local)
+        counts = torch.bincount(ids, minlength=k).double()
+        if world > 1:
+            dist = ensure_process_group()
+            dist.all_reduce(sums)
+            dist.all_reduce(counts)
+        filled = counts > 0
+        centroids[filled.numpy()] = (sums[filled] / counts[filled, None]).float().numpy()
+    lo, hi, per = _slice(n)
+    return centroids, _gather_rows(assign(points[lo:hi], centroids)[1], n, per)

@@ -1,0 +1,121 @@
+"""`dinokit curate pipeline`: the steps of a YAML file, in order, each on the previous step's output.
+
+    pool: embeddings/            # `dinokit embed` output (folder, Parquet file, or a list)
+    output: curated/
+    steps:
+      - dedup: {threshold: 0.95, keep: centroid}
+      - decontaminate: {protected: [eval-embeddings/], threshold: 0.95}
+      - retrieve: {seeds: seed-embeddings/, mode: sample, n: 4}
+      - balance: {target: 100000, strategy: random}
+
+Relative paths are relative to the YAML file. Each finished step is written to OUTPUT/steps/ with a hash
+of everything it depends on; a rerun (after a kill, or with a later step changed) reuses those steps.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from ..distributed import rank_and_world
+from .balance import balance
+from .decontaminate import decontaminate
+from .dedup import dedup
+from .pool import read_pool, write_pool
+from .report import cluster_size_plot, write_report
+from .retrieve import retrieve
+
+STEPS = {"dedup": dedup, "decontaminate": decontaminate, "retrieve": retrieve, "balance": balance}
+POOL_ARGS = {"decontaminate": ("protected",), "retrieve": ("seeds",)}  # arguments that name embeddings
+
+
+def load_config(path) -> dict:
+    path = Path(path)
+    config = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(config, dict) or "pool" not in config or "steps" not in config:
+        raise ValueError(f"{path}: a curation pipeline needs `pool:` and `steps:` (see `dinokit curate pipeline --help`)")
+    base = path.parent
+    config["pool"] = _resolve(config["pool"], base)
+    for i, step in enumerate(config["steps"]):
+        if not isinstance(step, dict) or len(step) != 1 or next(iter(step)) not in STEPS:
+            raise ValueError(f"{path}: step {i + 1} must be one of {sorted(STEPS)} with its settings, got {step!r}")
+        name, args = next(iter(step.items()))
+        args = dict(args or {})
+        for key in POOL_ARGS.get(name, ()):
+            if key in args:
+                args[key] = _resolve(args[key], base)
+        config["steps"][i] = {name: args}
+    if "output" in config:
+        config["output"] = _resolve(config["output"], base)
+    return config
+
+
+def _resolve(value, base: Path):
+    if isinstance(value, list):
+        return [_resolve(v, base) for v in value]
+    return str(value if Path(value).is_absolute() else base / value)
+
+
+def _fingerprint(source) -> list:
+    """What a step's input is: every Parquet file's name, size and modification time."""
+    if isinstance(source, list):
+        return [f for s in source for f in _fingerprint(s)]
+    files = []
+    for p in [Path(source)]:
+        found = sorted(p.rglob("*.parquet")) if p.is_dir() else [p]
+        files += [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in found if f.exists()]
+    return files
+
+
+def run_pipeline(config: dict, output=None, *, progress: bool = True) -> dict:
+    """Runs the steps; returns the report (also written as OUTPUT/report.json and report.md)."""
+    out = Path(output or config.get("output") or "curated")
+    (out / "steps").mkdir(parents=True, exist_ok=True)
+    rank = rank_and_world()[0]
+    pool = read_pool(config["pool"])
+    report = {"pool": config["pool"], "input": len(pool), "steps": [], "duplicate_groups": {}}
+    digest = hashlib.sha256(json.dumps(_fingerprint(config["pool"])).encode()).hexdigest()
+    for i, step in enumerate(config["steps"]):
+        name, args = next(iter(step.items()))
+        pool_args = {k: v for k, v in args.items() if k in POOL_ARGS.get(name, ())}
+        digest = hashlib.sha256(json.dumps([digest, name, args, _fingerprint(list(pool_args.values()))],
+                                           sort_keys=True, default=str).encode()).hexdigest()
+        stem = out / "steps" / f"{i + 1:02d}-{name}"
+        done = Path(f"{stem}.json")
+        if done.is_file() and json.loads(done.read_text()).get("hash") == digest:
+            summary = {**json.loads(done.read_text())["summary"], "resumed": True}
+            pool = read_pool(f"{stem}.parquet")
+        else:
+            start = time.perf_counter()
+            extra = {k: ([read_pool(s) for s in v] if isinstance(v, list) else read_pool(v)) if k in pool_args else v
+                     for k, v in args.items()}
+            result = STEPS[name](pool, **extra, progress=progress and rank == 0)
+            summary = {**result.summary, "seconds": round(time.perf_counter() - start, 2)}
+            pool = result.kept
+            if rank == 0:
+                write_pool(pool, f"{stem}.parquet")
+                if result.removed is not None:
+                    write_pool(result.removed, f"{stem}.removed.parquet")
+                tmp = Path(f"{stem}.json.tmp")
+                tmp.write_text(json.dumps({"hash": digest, "summary": summary}, default=str))
+                os.replace(tmp, done)
+        report["steps"].append(summary)
+        if name == "dedup" and Path(f"{stem}.removed.parquet").is_file():
+            removed = read_pool(f"{stem}.removed.parquet")
+            for path, kept in zip(removed.paths, removed.columns["duplicate_of"]):
+                report["duplicate_groups"].setdefault(str(kept), []).append(path)
+        if name == "balance":
+            report["plot"] = str(cluster_size_plot(summary["cluster_sizes_before"], summary["cluster_sizes_after"],
+                                                   out / "cluster_sizes.png")) if rank == 0 else None
+    report.update(output_count=len(pool), curated=str(out / "curated.parquet"), paths=str(out / "paths.txt"))
+    if rank == 0:
+        write_pool(pool, out / "curated.parquet")
+        tmp = out / ".paths.txt.tmp"
+        tmp.write_text("".join(p + "\n" for p in pool.paths))
+        os.replace(tmp, out / "paths.txt")
+        write_report(out, report)
+    return report
