@@ -254,6 +254,52 @@ def _cmd_curate(args) -> int:
     return EXIT_OK
 
 
+def _cmd_depth(args) -> int:
+    from .dense import write_depth
+
+    written = write_depth(args.images, args.output, args.model, backbone=args.backbone, raw_format=args.raw,
+                          short_side=args.short_side or None, device=args.device)
+    print(f"{len(written)} depth pictures → {args.output}/ (<name>_depth.png, raw: <name>_depth"
+          + (".npy, metres)" if args.raw == "npy" else "16.png, metres × 256)"))
+    return EXIT_OK
+
+
+def _cmd_segment(args) -> int:
+    from .dense import write_segmentation
+
+    written = write_segmentation(args.images, args.output, args.head, backbone=args.backbone, device=args.device)
+    print(f"{len(written)} segmentations → {args.output}/ (<name>_seg.png with legend, <name>_mask.png class indices)")
+    return EXIT_OK
+
+
+def _cmd_train_seg(args) -> int:
+    from dataclasses import asdict
+
+    from .dense import train_segmentation
+
+    r = train_segmentation(args.images, args.masks, args.output, args.model, layers=args.layers,
+                           image_size=args.image_size, epochs=args.epochs, lr=args.lr, holdout=args.holdout,
+                           num_classes=args.num_classes, device=args.device, progress=not args.json)
+    if args.json:
+        print(json.dumps(asdict(r), indent=2))
+    else:
+        print(f"trained on {r.train_images} images, {r.classes} classes in {r.seconds}s; held-out mIoU "
+              f"{100 * r.miou:.1f}% (majority-class baseline {100 * r.chance_miou:.1f}%) → {r.output}")
+        for name, iou in r.per_class_iou.items():
+            print(f"  {name}: {100 * iou:.1f}%")
+    return EXIT_OK
+
+
+def _cmd_match(args) -> int:
+    from .dense import write_match
+
+    m = write_match(args.image_a, args.image_b, args.output, args.model, max_matches=args.max_matches,
+                    short_side=args.short_side, device=args.device)
+    print(f"{len(m.scores)} mutual nearest-neighbour matches (cosine {m.scores.min() if len(m.scores) else 0:.2f}–"
+          f"{m.scores.max() if len(m.scores) else 0:.2f}) → {args.output}")
+    return EXIT_OK
+
+
 STEP_OPTIONS = {
     "dedup": ("threshold", "k", "keep", "index"),
     "decontaminate": ("protected", "threshold", "index"),
@@ -429,6 +475,52 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--strategy", choices=["random", "closest"], help="which images inside a cluster (random)")
     b.add_argument("--iterations", type=int)
     b.add_argument("--seed", type=int)
+
+    p = sub.add_parser("depth", help="depth maps: coloured picture + raw depth (16-bit PNG or .npy)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--model", default="dinov2_vits14_nyu_dpt",
+                   help="official name (dinov2_vits14_{nyu,kitti}_{linear,linear4,dpt}), transformers DPT repo or "
+                        "folder, or an official head file with --backbone")
+    p.add_argument("--backbone", help="the backbone of a head file (name or path)")
+    p.add_argument("--raw", choices=["png16", "npy"], default="png16")
+    p.add_argument("--short-side", type=int, default=448, help="resize the shorter side first (0: keep the size)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_depth)
+
+    p = sub.add_parser("segment", help="semantic segmentation: coloured mask with legend + class-index PNG")
+    p.add_argument("images", nargs="+")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--head", required=True, help="a train-seg folder, an official name "
+                   "(dinov2_vits14_ade20k_linear, …_voc2012_ms) or an official head file with --backbone")
+    p.add_argument("--backbone")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser("train-seg", help="train a linear segmentation head on your (image, mask) pairs")
+    p.add_argument("--images", required=True)
+    p.add_argument("--masks", required=True, help="PNG class-index masks named like the images; 255 = ignore")
+    p.add_argument("-o", "--output", required=True, help="head folder (load it with `segment --head`)")
+    p.add_argument("--model", default="dinov2_vits14")
+    p.add_argument("--layers", type=int, choices=[1, 4], default=1, help="last block, or last four blocks")
+    p.add_argument("--image-size", type=int, default=448)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--holdout", type=float, default=0.2, help="share of pairs held out for the mIoU")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_train_seg)
+
+    p = sub.add_parser("match", help="dense correspondences: mutual nearest-neighbour patch matches as lines")
+    p.add_argument("image_a")
+    p.add_argument("image_b")
+    p.add_argument("-o", "--output", required=True, help="output picture (PNG)")
+    p.add_argument("--model", default="dinov2_vits14")
+    p.add_argument("--max-matches", type=int, default=100)
+    p.add_argument("--short-side", type=int, default=448)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_match)
 
     sub.add_parser("bench", help="speed against transformers, timm and the official code (see `dinokit bench --help`)")
 

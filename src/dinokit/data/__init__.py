@@ -2,11 +2,12 @@
 from .dataset import ImageBatch, ImageFiles, LoadedImage, collate_images
 from .images import IMAGE_EXTENSIONS, ImageLoadError, list_images, load_image, to_rgb
 from .processor import (
-    IMAGENET_MEAN, IMAGENET_STD, AutoImageProcessor, BatchFeature, Dinov2ImageProcessor, official_eval_transform,
+    IMAGENET_MEAN, IMAGENET_STD, AutoImageProcessor, BatchFeature, Dinov2ImageProcessor, dense_transform,
+    official_eval_transform,
 )
 
 __all__ = [
     "ImageFiles", "LoadedImage", "ImageBatch", "collate_images", "ImageLoadError", "load_image", "list_images",
     "to_rgb", "IMAGE_EXTENSIONS", "Dinov2ImageProcessor", "AutoImageProcessor", "BatchFeature",
-    "official_eval_transform", "IMAGENET_MEAN", "IMAGENET_STD",
+    "official_eval_transform", "dense_transform", "IMAGENET_MEAN", "IMAGENET_STD",
 ]

@@ -241,3 +241,13 @@ def official_eval_transform(resize: int = 256, crop: int = 224):
         transforms.ToTensor(),
         transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
+
+
+def dense_transform(short_side: int | None = 448):
+    """Dense tasks see the whole image (no crop): resized so its shorter side is `short_side` (None keeps the
+    size), as a normalised tensor; the model pads it to a multiple of the patch size."""
+    from torchvision import transforms
+
+    steps = [transforms.Resize(short_side, interpolation=transforms.InterpolationMode.BICUBIC, antialias=True)] \
+        if short_side else []
+    return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])

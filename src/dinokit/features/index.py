@@ -42,7 +42,7 @@ def build_faiss_index(vectors: np.ndarray, kind: str = "auto", nlist: int | None
         nlist = nlist or max(1, min(int(4 * np.sqrt(n)), n // 39))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
-        sample = vectors[rng.choice(n, size=min(n, 256 * nlist), replace=False)]
+        sample = vectors[rng.choice(n, size=min(n, 64 * nlist), replace=False)]  # enough for the coarse centroids
         index.train(sample)
         index.nprobe = min(nprobe, nlist)
     else:

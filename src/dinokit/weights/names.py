@@ -60,3 +60,34 @@ def lookup(name: str) -> ModelSource | None:
 
 def available_models() -> list[str]:
     return sorted(MODEL_SOURCES)
+
+
+DEPTH_DATASETS = {"nyu": 10.0, "kitti": 80.0}  # max depth in metres of the official DPT heads per dataset
+SEGMENTATION_DATASETS = {"ade20k": 150, "voc2012": 21}  # classes of the official linear segmentation heads
+
+
+def official_depth_head_url(size: str, dataset: str, kind: str) -> str:
+    """kind: linear (1 block), linear4 or dpt; dataset: nyu or kitti."""
+    return official_url(size, False, f"{dataset}_{kind}_head")
+
+
+def official_segmentation_head_url(size: str, dataset: str, kind: str = "linear") -> str:
+    """kind: linear (last block) or ms (four blocks, the multi-scale evaluation's head)."""
+    return official_url(size, False, f"{dataset}_{kind}_head")
+
+
+def parse_dense_name(name: str) -> dict | None:
+    """`dinov2_vits14_nyu_dpt`, `dinov2_vitb14_kitti_linear4`, `dinov2_vits14_ade20k_linear`, and the torch.hub
+    depther names `dinov2_vits14_dd` (DPT, NYU) / `dinov2_vits14_ld` (linear4, NYU) → what to load."""
+    import re
+
+    m = re.fullmatch(r"dinov2_vit([sblg])14_(dd|ld)", name)
+    if m:
+        return {"task": "depth", "size": m[1], "dataset": "nyu", "kind": "dpt" if m[2] == "dd" else "linear4"}
+    m = re.fullmatch(r"dinov2_vit([sblg])14_(nyu|kitti)_(linear|linear4|dpt)", name)
+    if m:
+        return {"task": "depth", "size": m[1], "dataset": m[2], "kind": m[3]}
+    m = re.fullmatch(r"dinov2_vit([sblg])14_(ade20k|voc2012)_(linear|ms)", name)
+    if m:
+        return {"task": "segmentation", "size": m[1], "dataset": m[2], "kind": m[3]}
+    return None
