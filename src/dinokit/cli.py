@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, choices=[1, 4], default=1, help="last block, or last four blocks")
     p.add_argument("--image-size", type=int, default=448)
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-2, help="peak of the one-cycle schedule (AdamW)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of pairs held out for the mIoU")
     p.add_argument("--num-classes", type=int)
     p.add_argument("--device", default="cpu")

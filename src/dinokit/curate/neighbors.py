@@ -12,6 +12,7 @@ from ..distributed import ensure_process_group, rank_and_world
 from ..features.index import build_faiss_index, knn as faiss_knn
 
 MAX_POINTS_PER_CENTROID = 256  # k-means trains on a sample of at most this many points per cluster (as FAISS)
+EXACT_PAIRS = 10 ** 10  # above this many comparisons an exact search takes minutes on a laptop: IVF
 SEEDING_POINTS_PER_CENTROID = 32  # k-means++ draws its start from the first 32·k points of that sample
 
 
@@ -36,7 +37,10 @@ def _gather_rows(local: np.ndarray, n: int, per: int) -> np.ndarray:
 def knn(database: np.ndarray, queries: np.ndarray, k: int, *, kind: str = "auto",
         progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Cosine k-NN of every query (unit-norm vectors): (scores, ids), best first. kind: flat (exact), ivf
-    (approximate, for millions) or auto (flat below 100k database vectors)."""
+    (approximate, for millions) or auto: exact while the database is small or there are at most 10¹⁰
+    query-database pairs to compare, IVF beyond."""
+    if kind == "auto":
+        kind = "flat" if len(database) < 10_000 or len(database) * len(queries) <= EXACT_PAIRS else "ivf"
     lo, hi, per = _slice(len(queries))
     index = build_faiss_index(database, kind)
     scores, ids = faiss_knn(database, queries[lo:hi], k, index=index, progress=progress)

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from ..features.index import normalized
 
 
 @dataclass
@@ -50,11 +49,25 @@ def read_pool(source) -> Pool:
                          f"has {dataset.schema.names})")
     extra = [n for n in dataset.schema.names if n not in ("path", "embedding", "patch_tokens")]
     table = dataset.to_table(columns=["path", "embedding", *extra])
-    emb = table.column("embedding").combine_chunks()
-    vectors = normalized(emb.flatten().to_numpy(zero_copy_only=False).reshape(-1, emb.type.list_size))
+    vectors = _unit_rows(table.column("embedding"))
     meta = {k.decode(): v.decode() for k, v in (dataset.schema.metadata or {}).items()}
     columns = {n: table.column(n).to_numpy(zero_copy_only=False) for n in extra}
     return Pool(table.column("path").to_pylist(), vectors, columns, meta)
+
+
+def _unit_rows(column, chunk_rows: int = 65_536) -> np.ndarray:
+    """The embedding column as one float32 [N, D] array, L2-normalised in place, chunk by chunk: memory
+    stays at the Arrow column plus one copy, even for millions of rows."""
+    dim = column.type.list_size
+    vectors = np.empty((len(column), dim), np.float32)
+    row = 0
+    for chunk in column.chunks:
+        vectors[row:row + len(chunk)] = chunk.flatten().to_numpy(zero_copy_only=False).reshape(len(chunk), dim)
+        row += len(chunk)
+    for lo in range(0, len(vectors), chunk_rows):
+        part = vectors[lo:lo + chunk_rows]
+        part /= np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+    return vectors
 
 
 def write_pool(pool: Pool, path) -> Path:

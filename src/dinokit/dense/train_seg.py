@@ -66,7 +66,7 @@ def iou_per_class(pred: torch.Tensor, target: torch.Tensor, classes: int) -> np.
 
 
 def train_segmentation(images, masks, output, model="dinov2_vits14", *, layers: int = 1, image_size: int = 448,
-                       epochs: int = 40, lr: float = 1e-3, batch_size: int = 8, holdout: float = 0.2,
+                       epochs: int = 40, lr: float = 1e-2, batch_size: int = 8, holdout: float = 0.2,
                        num_classes: int | None = None, seed: int = 0, device="cpu", progress=True) -> SegTrainResult:
     start = time.perf_counter()
     image_size = image_size // 14 * 14
