@@ -300,6 +300,29 @@ def _cmd_match(args) -> int:
     return EXIT_OK
 
 
+def _cmd_train(args) -> int:
+    import yaml
+
+    from .train import TrainingDiverged, load_config, train
+
+    cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(yaml.safe_dump(cfg, sort_keys=False))
+        return EXIT_OK
+    try:
+        r = train(cfg, args.output, resume=args.resume, progress=not args.json)
+    except TrainingDiverged as e:
+        print(f"dinokit train: stopped: {e}", file=sys.stderr)
+        return EXIT_FATAL
+    if args.json:
+        print(json.dumps({"output": r.output, "steps": r.steps, "losses": r.last_losses, "seconds": r.seconds,
+                          "knn": r.knn}, indent=2))
+    else:
+        print(f"trained {r.steps} steps in {r.seconds}s; last loss {r.last_losses.get('loss', float('nan')):.4f}; "
+              f"teacher backbone → {r.output}/teacher (load it with --model {r.output}/teacher)")
+    return EXIT_OK
+
+
 STEP_OPTIONS = {
     "dedup": ("threshold", "k", "keep", "index"),
     "decontaminate": ("protected", "threshold", "index"),
@@ -521,6 +544,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--short-side", type=int, default=448)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_match)
+
+    p = sub.add_parser("train", help="self-supervised pretraining / distillation with the DINOv2 recipe")
+    p.add_argument("--config", help="a YAML file or a preset: vitl16_short, vitl14, vitg14, distill_vit{s,b,l}14, smoke")
+    p.add_argument("overrides", nargs="*", help="KEY=VALUE, e.g. train.dataset_path=~/images train.batch_size_per_gpu=32")
+    p.add_argument("-o", "--output", help="output folder (default: train.output_dir)")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pth")
+    p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_train)
 
     sub.add_parser("bench", help="speed against transformers, timm and the official code (see `dinokit bench --help`)")
 
