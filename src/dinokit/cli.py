@@ -319,7 +319,7 @@ def _cmd_train(args) -> int:
                           "knn": r.knn}, indent=2))
     else:
         print(f"trained {r.steps} steps in {r.seconds}s; last loss {r.last_losses.get('loss', float('nan')):.4f}; "
-              f"teacher backbone → {r.output}/teacher (load it with --model {r.output}/teacher)")
+              f"model → {r.output}/model (use it with --model {r.output}/model)")
     return EXIT_OK
 
 

@@ -24,8 +24,14 @@ def _world() -> int:
 def sinkhorn_knopp(scores: torch.Tensor, temperature: float, iterations: int = 3,
                    total_samples: int | torch.Tensor | None = None) -> torch.Tensor:
     """[B, K] teacher scores → [B, K] assignments whose rows sum to 1 and whose prototypes share the batch
-    evenly (SwAV's equipartition); total_samples is the number of rows over all processes."""
-    Q = torch.exp(scores.float() / temperature).t()
+    evenly (SwAV's equipartition); total_samples is the number of rows over all processes. The scores are
+    shifted by their (global) maximum before exp — the normalisation cancels it — so large scores cannot
+    overflow to inf/NaN as in the official code."""
+    scores = scores.float()
+    top = scores.max().detach().clone()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(top, op=dist.ReduceOp.MAX)
+    Q = torch.exp((scores - top) / temperature).t()
     K = Q.shape[0]
     B = total_samples if total_samples is not None else Q.shape[1] * _world()
     Q /= _all_reduce(Q.sum())

@@ -24,17 +24,15 @@ def heads_for(cfg: dict, width: int) -> nn.ModuleDict:
 
 
 def tokens(backbone: DinoVisionTransformer, x: torch.Tensor, masks: torch.Tensor | None = None):
-    """(CLS [B, D], patch tokens [B, N, D]) after the final norm."""
-    t = backbone.prepare_tokens(x, masks)
-    for blk in backbone.blocks:
-        t, _ = blk(t)
-    t = backbone.norm(t)
+    """(CLS [B, D], patch tokens [B, N, D]) after the final norm (through forward: FSDP gathers there)."""
+    t = backbone(x, bool_masked_pos=masks).last_hidden_state
     return t[:, 0], t[:, backbone.num_prefix_tokens:]
 
 
 class SSLMetaArch(nn.Module):
-    """student: backbone + heads (trained); teacher: an EMA copy of them, or a frozen larger model for
-    distillation (its heads frozen at their initialisation unless loaded)."""
+    """student: backbone + heads (trained); teacher: an EMA copy of them, or, for distillation, a frozen
+    larger model (its heads frozen at their initialisation) and a spare EMA of the student backbone, which
+    is the final model (as the paper distils)."""
 
     def __init__(self, cfg: dict, student_backbone: DinoVisionTransformer,
                  teacher_backbone: DinoVisionTransformer | None = None):
@@ -45,6 +43,7 @@ class SSLMetaArch(nn.Module):
         if self.distilling:
             self.teacher = nn.ModuleDict({"backbone": teacher_backbone,
                                           **heads_for(cfg, teacher_backbone.config.hidden_size)})
+            self.student_ema = copy.deepcopy(student_backbone).requires_grad_(False)
         else:
             self.teacher = copy.deepcopy(self.student)
         self.teacher.requires_grad_(False)
@@ -106,12 +105,23 @@ class SSLMetaArch(nn.Module):
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
-        if self.distilling:
-            return
-        student = [p for p in self.student.parameters()]
-        teacher = [p for p in self.teacher.parameters()]
-        torch._foreach_mul_(teacher, momentum)
-        torch._foreach_add_(teacher, student, alpha=1 - momentum)
+        """EMA of the student: into the teacher, or (distillation) into the spare student copy."""
+        from torch.distributed.tensor import DTensor
+
+        source, target = (self.student["backbone"], self.student_ema) if self.distilling else (self.student, self.teacher)
+        for module in (*source.modules(), *target.modules()):
+            if hasattr(module, "reshard") and hasattr(module, "unshard"):  # FSDP: back to this process's shards
+                module.reshard()
+        src = dict(source.named_parameters())
+        local = [(t.to_local() if isinstance(t, DTensor) else t, src[n].to_local() if isinstance(src[n], DTensor) else src[n])
+                 for n, t in target.named_parameters()]  # by name (FSDP reorders); each process its own shards
+        ema = [t for t, _ in local]
+        torch._foreach_mul_(ema, momentum)
+        torch._foreach_add_(ema, [s for _, s in local], alpha=1 - momentum)
+
+    def final_backbone(self) -> DinoVisionTransformer:
+        """What training produces: the EMA teacher, or the EMA of the distilled student."""
+        return self.student_ema if self.distilling else self.teacher["backbone"]
 
 
 def backbone_config(cfg: dict) -> Dinov2Config:

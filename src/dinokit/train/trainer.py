@@ -2,7 +2,8 @@
 
 OUTPUT/checkpoint.pth   everything needed to continue exactly (written atomically every N steps and at the end)
 OUTPUT/log.jsonl        one line per step: every loss term, lr, weight decay, momentum, teacher temperature, speed
-OUTPUT/teacher/         the teacher backbone as a dinokit model (Hugging Face layout): `--model OUTPUT/teacher`
+OUTPUT/model/           the trained backbone (EMA teacher; distillation: EMA of the student) as a dinokit
+                        model (Hugging Face layout): `--model OUTPUT/model` in every command
 OUTPUT/config.yaml      the resolved configuration
 OUTPUT/failures.jsonl   images that could not be read (replaced by the next one)
 """
@@ -90,10 +91,11 @@ def _wrap(arch: SSLMetaArch, cfg: dict, world: int, device):
     if strategy == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
-        for which in (arch.student, arch.teacher):
+        for which in (arch.student, arch.teacher):  # each block, then each backbone and head (student and teacher)
             for block in which["backbone"].blocks:
                 fully_shard(block)
-            fully_shard(which)
+            for module in which.values():
+                fully_shard(module)
         return arch
     raise ValueError(f"distributed.strategy must be ddp or fsdp, not {strategy!r}")
 
@@ -125,11 +127,11 @@ def save_checkpoint(path: Path, arch, optimizer, step: int, cfg: dict, sharded: 
         os.replace(tmp, path)
 
 
-def export_teacher(arch: SSLMetaArch, folder: Path) -> Path:
-    """The teacher backbone as a dinokit model folder (config.json + model.safetensors)."""
+def export_model(arch: SSLMetaArch, folder: Path) -> Path:
+    """The trained backbone as a dinokit model folder (config.json + model.safetensors)."""
     from ..pretrained import Dinov2Model
 
-    backbone = arch.teacher["backbone"]
+    backbone = arch.final_backbone()
     model = Dinov2Model(backbone.config.replace(drop_path_rate=0.0))
     model.load_state_dict({k: v for k, v in _full_state(backbone).items()})
     if rank_and_world()[0] == 0:
@@ -178,20 +180,20 @@ def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True
 
     torch.manual_seed(t["seed"])
     arch = build(cfg).to(device)
-    groups = fuse(param_groups(arch.student["backbone"], cfg["optim"]["layerwise_decay"],
-                               cfg["optim"]["patch_embed_lr_mult"])
-                  + [g for name, head in arch.student.items() if name != "backbone" for g in param_groups(head)])
-    optimizer = torch.optim.AdamW(groups, betas=(cfg["optim"]["adamw_beta1"], cfg["optim"]["adamw_beta2"]))
-    start = 0
+    start, state = 0, None
     ckpt_path = out / "checkpoint.pth"
     if resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         arch.load_state_dict(state["model"])
-        if state["optimizer"] is not None:
-            optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
-    model = _wrap(arch, cfg, world, device)
+    model = _wrap(arch, cfg, world, device)  # before the optimizer: FSDP replaces the parameters
     sharded = world > 1 and cfg["distributed"]["strategy"] == "fsdp"
+    groups = fuse(param_groups(arch.student["backbone"], cfg["optim"]["layerwise_decay"],
+                               cfg["optim"]["patch_embed_lr_mult"])
+                  + [g for name, head in arch.student.items() if name != "backbone" for g in param_groups(head)])
+    optimizer = torch.optim.AdamW(groups, betas=(cfg["optim"]["adamw_beta1"], cfg["optim"]["adamw_beta2"]))
+    if state is not None and state["optimizer"] is not None and not sharded:
+        optimizer.load_state_dict(state["optimizer"])
     if rank == 0:
         (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         log_path = out / "log.jsonl"
@@ -211,7 +213,8 @@ def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True
         torch.manual_seed(_seed(t["seed"], step, rank, 3))  # drop path: the same draws after a resume
         for g in optimizer.param_groups:
             base = sched.last_layer_lr[step] if g["is_last_layer"] else sched.lr[step]
-            g["lr"], g["weight_decay"] = base * g["lr_multiplier"], sched.weight_decay[step] * g["wd_multiplier"]
+            g["lr"] = float(base * g["lr_multiplier"])
+            g["weight_decay"] = float(sched.weight_decay[step] * g["wd_multiplier"])
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast:
             terms = model(batch, float(sched.teacher_temp[step]))
@@ -240,7 +243,7 @@ def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True
                   "step_seconds": round(seconds, 4), "images_per_second": round(global_batch / seconds, 2)}
         e = cfg["evaluation"]
         if e["knn_every"] and ((step + 1) % e["knn_every"] == 0 or step + 1 == stop):
-            rows = knn_check(arch.teacher["backbone"], cfg, device)
+            rows = knn_check(arch.final_backbone(), cfg, device)
             record["knn_top1"] = rows[0]["top1"]
             knn.append({"step": step + 1, "top1": rows[0]["top1"]})
         if rank == 0:
@@ -251,5 +254,5 @@ def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True
         if (step + 1) % t["checkpoint_every"] == 0 or step + 1 == stop:
             save_checkpoint(ckpt_path, arch, optimizer, step + 1, cfg, sharded)
     bar.close()
-    export_teacher(arch, out / "teacher")
+    export_model(arch, out / "model")
     return TrainResult(str(out), stop, losses, round(time.perf_counter() - began, 1), knn)

@@ -1,0 +1,115 @@
+"""`dinokit train` as a user runs it: resume, torchrun (DDP, FSDP) against one process, a short pretraining
+that lifts k-NN accuracy, distillation, and the NaN stop."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dinokit
+from tests.helpers import cli, save_tiny_model, torchrun
+
+
+def stripes(root, per_class, seed, size=64):
+    """Three classes that only shape tells apart: horizontal stripes, vertical stripes, checkerboards, each
+    in random colours, periods and phases (a random-weight ViT mostly sees the colours)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for name in ("horizontal", "vertical", "checker"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            period, phase = rng.uniform(6, 14), rng.uniform(0, 14)
+            h = ((yy + phase) // (period / 2)) % 2
+            v = ((xx + phase) // (period / 2)) % 2
+            pattern = {"horizontal": h, "vertical": v, "checker": (h + v) % 2}[name]
+            a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+            image = np.where(pattern[..., None] > 0, a, b) + rng.normal(0, 12, (size, size, 3))
+            Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return stripes(tmp_path_factory.mktemp("ssl") / "images", 16, seed=0)
+
+
+def losses(folder):
+    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+
+
+SMALL = ["train.batch_size_per_gpu=8", "crops.local_crops_number=2", "optim.epochs=2", "train.epoch_length=6"]
+
+
+def test_resume_continues_exactly(images, tmp_path):
+    args = ["train", "--config", "smoke", f"train.dataset_path={images}", *SMALL, "student.drop_path_rate=0.2",
+            "train.checkpoint_every=3"]
+    straight = cli(*args, "train.max_steps=6", "-o", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    first = cli(*args, "train.max_steps=3", "-o", tmp_path / "resumed")
+    assert first.returncode == 0, first.stderr
+    again = cli(*args, "train.max_steps=6", "-o", tmp_path / "resumed", "--resume")
+    assert again.returncode == 0, again.stderr
+    a, b = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    assert [r["step"] for r in b] == list(range(6))
+    for x, y in zip(a, b):
+        for key in ("loss", "dino_local_crops_loss", "dino_global_crops_loss", "koleo_loss", "ibot_loss", "lr"):
+            assert abs(x[key] - y[key]) < 1e-6, (x["step"], key)
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_equal_one(images, tmp_path, strategy, report):
+    common = [f"train.dataset_path={images}", "crops.local_crops_number=2", "optim.epochs=1", "train.epoch_length=4",
+              "student.drop_path_rate=0.0", "train.max_steps=4", f"distributed.strategy={strategy}",
+              "student.layerscale=1.0"]  # with 1e-5 every CLS token starts alike: KoLeo's neighbours are ties
+    one = cli("train", "--config", "smoke", *common, "train.batch_size_per_gpu=8", "dino.koleo_groups=2",
+              "-o", tmp_path / "one", env={"OMP_NUM_THREADS": "1"})
+    assert one.returncode == 0, one.stderr
+    two = torchrun(2, "train", "--config", "smoke", *common, "train.batch_size_per_gpu=4", "-o", tmp_path / "two")
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
+    worst = max(abs(x[k] - y[k]) for x, y in zip(a, b)
+                for k in ("loss", "dino_local_crops_loss", "dino_global_crops_loss", "koleo_loss", "ibot_loss"))
+    report(f"train: 2 CPU processes ({strategy}, gloo) vs 1 process, same global batch, 4 steps: max loss diff {worst:.1e}")
+    assert len(a) == len(b) == 4 and worst < 1e-5
+
+
+def test_short_pretraining_lifts_knn_accuracy(tmp_path, report):
+    """From random initialisation on stripes in random colours: the teacher learns to see the shape."""
+    pool = stripes(tmp_path / "pool", 40, seed=1)
+    knn_train, knn_val = stripes(tmp_path / "knn_train", 20, seed=2), stripes(tmp_path / "knn_val", 20, seed=3)
+    run = cli("train", "--config", "smoke", f"train.dataset_path={pool}", "optim.epochs=40",
+              f"evaluation.knn_train={knn_train}", f"evaluation.knn_val={knn_val}", "evaluation.knn_every=20",
+              "-o", tmp_path / "out", "--json", timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    first, last = result["knn"][0]["top1"], result["knn"][-1]["top1"]
+    from dinokit.eval.features import folder_features
+    from dinokit.eval.knn import knn_eval
+
+    random_init = dinokit.Dinov2Model(dinokit.Dinov2Model.from_pretrained(tmp_path / "out" / "model").config)
+    tr = folder_features(random_init, "random", knn_train, image_size=56, num_workers=0, progress=False)
+    va = folder_features(random_init, "random", knn_val, image_size=56, num_workers=0, progress=False)
+    baseline = knn_eval(tr.final_cls(), tr.labels, va.final_cls(), va.labels, 3, ks=(20,))[0]["top1"]
+    report(f"train smoke recipe, {result['steps']} steps in {result['seconds']}s on stripes: k-NN top-1 random init "
+           f"{baseline:.1%}, after {result['knn'][0]['step']} steps {first:.1%}, after {result['steps']} {last:.1%}")
+    assert last > baseline + 0.2
+
+
+def test_distillation_moves_the_student_toward_the_teacher(images, tmp_path):
+    teacher = save_tiny_model(tmp_path / "teacher", noise=0.1)  # 64 wide, 2 blocks: "the large model"
+    run = cli("train", "--config", "smoke", f"train.dataset_path={images}", *SMALL, "optim.epochs=5",
+              "distillation.enabled=true", f"distillation.teacher={teacher}", "student.embed_dim=48",
+              "student.num_heads=2", "student.depth=2", "-o", tmp_path / "out")
+    assert run.returncode == 0, run.stderr[-3000:]
+    log = losses(tmp_path / "out")
+    dino = [r["dino_local_crops_loss"] + r["dino_global_crops_loss"] for r in log]
+    assert np.mean(dino[-5:]) < np.mean(dino[:5]) - 0.05
+    student = dinokit.Dinov2Model.from_pretrained(tmp_path / "out" / "model")  # the EMA of the distilled student
+    assert student.config.hidden_size == 48
+
+
+def test_nan_stops_with_an_explanation(images, tmp_path):
+    run = cli("train", "--config", "smoke", f"train.dataset_path={images}", *SMALL, "optim.lr=1.0e+30",
+              "optim.clip_grad=0", "-o", tmp_path / "out")
+    assert run.returncode == 1
+    assert "the loss became" in run.stderr and "step" in run.stderr
