@@ -166,7 +166,7 @@ def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True
         raise ValueError("train.dataset_path is empty: give an image folder or a text file of image paths")
     aug = MultiCropAugmentation(c["global_crops_scale"], c["local_crops_scale"], c["local_crops_number"],
                                 c["global_crops_size"], c["local_crops_size"], c["official_blur"])
-    dataset = MultiCropImages(t["dataset_path"], aug, cfg["student"]["patch_size"], c["global_crops_size"],
+    dataset = MultiCropImages(os.path.expanduser(t["dataset_path"]), aug, cfg["student"]["patch_size"], c["global_crops_size"],
                               cfg["ibot"]["mask_sample_probability"], cfg["ibot"]["mask_ratio_min_max"], t["seed"],
                               failures=out / "failures.jsonl" if rank == 0 else None)
     per_process = t["batch_size_per_gpu"]
