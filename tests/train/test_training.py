@@ -139,3 +139,15 @@ def test_nan_stops_with_an_explanation(images, tmp_path):
               "optim.clip_grad=0", "-o", tmp_path / "out")
     assert run.returncode == 1
     assert "the loss became" in run.stderr and "step" in run.stderr
+
+
+def test_continued_pretraining_starts_from_the_checkpoint(images, tiny_model_dir, tmp_path):
+    """student.pretrained_weights: the checkpoint's architecture; step 0 has lr 0 (warm-up), so after one
+    step the exported EMA teacher is still exactly the checkpoint."""
+    run = cli("train", "--config", "smoke", f"train.dataset_path={images}", *SMALL, "train.max_steps=1",
+              f"student.pretrained_weights={tiny_model_dir}", "-o", tmp_path / "out")
+    assert run.returncode == 0, run.stderr[-3000:]
+    start = dinokit.Dinov2Model.from_pretrained(tiny_model_dir).state_dict()
+    after = dinokit.Dinov2Model.from_pretrained(tmp_path / "out" / "model").state_dict()
+    assert start.keys() == after.keys()
+    assert max((start[k] - after[k]).abs().max().item() for k in start) < 1e-6

@@ -57,20 +57,23 @@ def _autocast(cfg: dict, device: torch.device):
     return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
 
 
-def _load_backbone(source, config=None) -> DinoVisionTransformer:
+def _load_backbone(source) -> DinoVisionTransformer:
     from ..pretrained import Dinov2Model
 
-    model = Dinov2Model.from_pretrained(source, config=config) if config is not None else Dinov2Model.from_pretrained(source)
-    return model
+    return Dinov2Model.from_pretrained(source)
 
 
 def build(cfg: dict) -> SSLMetaArch:
+    """Student (and teacher) from the config, or from `student.pretrained_weights`: then the checkpoint's
+    architecture (width, depth, registers, position-embedding size, LayerScale values) with the config's
+    stochastic depth, for continued pretraining on a new domain."""
     s = cfg["student"]
-    config = backbone_config(cfg)
-    student = DinoVisionTransformer(config)
     if s.get("pretrained_weights"):
         loaded = _load_backbone(s["pretrained_weights"])
-        student.load_state_dict(loaded.state_dict(), strict=False)  # layerscale and pos_embed follow the file
+        student = DinoVisionTransformer(loaded.config.replace(drop_path_rate=s["drop_path_rate"]))
+        student.load_state_dict(loaded.state_dict())
+    else:
+        student = DinoVisionTransformer(backbone_config(cfg))
     teacher = None
     if cfg["distillation"]["enabled"]:
         if not cfg["distillation"]["teacher"]:
