@@ -482,7 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "balance":
             q.add_argument("--index", choices=["auto", "flat", "ivf"], help="FAISS index (auto: exact below 100k)")
     cu.choices["dedup"].add_argument("--k", type=int, help="neighbours per image in the duplicate graph (64)")
-    cu.choices["dedup"].add_argument("--keep", choices=["centroid", "first"], help="which image of a group stays")
+    cu.choices["dedup"].add_argument("--keep", choices=["largest", "centroid", "first"],
+                                     help="which image of a group stays: the largest file (default), the one nearest "
+                                          "the group's mean, or the first path")
     cu.choices["decontaminate"].add_argument("--protected", nargs="+", required=True, help="embeddings of protected sets")
     r = cu.choices["retrieve"]
     r.add_argument("--seeds", required=True, help="embeddings of the curated seed images")

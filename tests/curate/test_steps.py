@@ -65,15 +65,20 @@ def test_dedup_finds_planted_groups_at_the_default_threshold(report):
     assert sorted(result.kept.columns["dup_count"][result.kept.columns["dup_count"] > 1]) == sorted(len(g) for g in planted)
 
 
-def test_dedup_keeps_the_requested_representative():
+def test_dedup_keeps_the_requested_representative(tmp_path):
     rng = np.random.default_rng(1)
     base = unit(rng.normal(size=(1, DIM)))
     group = np.concatenate([near(rng, base, 0.99), base, near(rng, base, 0.99)])  # row 1 is the centre
     pool = pool_of(np.concatenate([group, unit(rng.normal(size=(5, DIM)))]))
     assert dedup(pool, keep="centroid").kept.paths[:1] == [pool.paths[1]]
     assert dedup(pool, keep="first").kept.paths[:1] == [pool.paths[0]]
+    assert dedup(pool, keep="largest").kept.paths[:1] == [pool.paths[0]]  # no files: all "empty", first path
+    for i, size in enumerate((10, 30, 20)):
+        (tmp_path / f"{i}.jpg").write_bytes(b"x" * size)
+    files = Pool([str(tmp_path / f"{i}.jpg") for i in range(3)] + pool.paths[3:], pool.vectors)
+    assert dedup(files, keep="largest").kept.paths[:1] == [str(tmp_path / "1.jpg")]
     with pytest.raises(ValueError, match="keep"):
-        dedup(pool, keep="largest")
+        dedup(pool, keep="biggest")
 
 
 def test_decontaminate_removes_exactly_the_copies_of_protected_images():

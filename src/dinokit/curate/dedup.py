@@ -2,6 +2,8 @@
 edge wherever cosine similarity ≥ threshold, connected components, one representative per component."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..features.index import components, duplicate_edges
@@ -10,12 +12,14 @@ from .pool import Pool
 from .result import StepResult
 
 DEFAULT_THRESHOLD = 0.95
-KEEP = ("centroid", "first")
+KEEP = ("largest", "centroid", "first")
 
 
 def representatives(pool: Pool, labels: np.ndarray, keep: str) -> np.ndarray:
-    """The row kept for each component. centroid: the member nearest the component's mean embedding (the
-    most typical version of the image); first: the member whose path sorts first (stable across runs)."""
+    """The row kept for each component. largest: the biggest file (most pixels, least compression, as a
+    rule: the original rather than its copies; files that cannot be read count as empty); centroid: the
+    member nearest the component's mean embedding (the most typical version); first: the member whose path
+    sorts first (stable across runs). Ties go to the first path."""
     if keep not in KEEP:
         raise ValueError(f"keep must be one of {KEEP}, got {keep!r}")
     order = np.lexsort((np.asarray(pool.paths, dtype=object).astype(str), labels))
@@ -23,6 +27,9 @@ def representatives(pool: Pool, labels: np.ndarray, keep: str) -> np.ndarray:
     groups = np.split(order, starts[1:])
     if keep == "first":
         return np.array([g[0] for g in groups], dtype=np.int64)
+    if keep == "largest":
+        return np.array([g[0] if len(g) == 1 else g[int(np.argmax([_file_size(pool.paths[i]) for i in g]))]
+                         for g in groups], dtype=np.int64)
     chosen = []
     for g in groups:
         if len(g) == 1:
@@ -33,7 +40,14 @@ def representatives(pool: Pool, labels: np.ndarray, keep: str) -> np.ndarray:
     return np.array(chosen, dtype=np.int64)
 
 
-def dedup(pool: Pool, threshold: float = DEFAULT_THRESHOLD, *, k: int = 64, keep: str = "centroid",
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
+def dedup(pool: Pool, threshold: float = DEFAULT_THRESHOLD, *, k: int = 64, keep: str = "largest",
           index: str = "auto", progress: bool = False) -> StepResult:
     """Keeps one image per group of near-duplicates. Kept rows gain dup_group (component id) and dup_count
     (its size); removed rows gain duplicate_of (the path kept in their place)."""

@@ -3,7 +3,7 @@
     pool: embeddings/            # `dinokit embed` output (folder, Parquet file, or a list)
     output: curated/
     steps:
-      - dedup: {threshold: 0.95, keep: centroid}
+      - dedup: {threshold: 0.95, keep: largest}
       - decontaminate: {protected: [eval-embeddings/], threshold: 0.95}
       - retrieve: {seeds: seed-embeddings/, mode: sample, n: 4}
       - balance: {target: 100000, strategy: random}
