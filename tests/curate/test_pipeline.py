@@ -35,6 +35,8 @@ def test_pipeline_finds_the_copies_among_real_photos(photos, smooth_model_dir, t
     leaked = [g for g in groups if g[0].startswith("astronaut_")]  # the leaked copies are copies of each other too
     assert [g for g in groups if g not in leaked] == sorted(sorted(v) for v in planted.values())
     assert all(all(p.startswith("astronaut_") for p in g) for g in leaked)
+    kept = sorted(k.rsplit("/", 1)[1] for k in report["duplicate_groups"] if "astronaut" not in k)
+    assert kept == ["chelsea.png", "coffee.png", "rocket.jpg"]  # the originals: most pixels, then first path
     dedup_step, decon_step, balance_step = report["steps"]
     assert dedup_step["input"] == 10 + 12 and dedup_step["removed"] == 9 + sum(len(g) - 1 for g in leaked)
     removed = read_pool(tmp_path / "curated" / "steps" / "02-decontaminate.removed.parquet")

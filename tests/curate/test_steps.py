@@ -73,8 +73,10 @@ def test_dedup_keeps_the_requested_representative(tmp_path):
     assert dedup(pool, keep="centroid").kept.paths[:1] == [pool.paths[1]]
     assert dedup(pool, keep="first").kept.paths[:1] == [pool.paths[0]]
     assert dedup(pool, keep="largest").kept.paths[:1] == [pool.paths[0]]  # no files: all "empty", first path
-    for i, size in enumerate((10, 30, 20)):
-        (tmp_path / f"{i}.jpg").write_bytes(b"x" * size)
+    from PIL import Image
+
+    for i, side in enumerate((40, 64, 64)):  # most pixels; ties to the first path
+        Image.effect_noise((side, side), 60).convert("RGB").save(tmp_path / f"{i}.jpg")
     files = Pool([str(tmp_path / f"{i}.jpg") for i in range(3)] + pool.paths[3:], pool.vectors)
     assert dedup(files, keep="largest").kept.paths[:1] == [str(tmp_path / "1.jpg")]
     with pytest.raises(ValueError, match="keep"):

@@ -2,8 +2,6 @@
 edge wherever cosine similarity ≥ threshold, connected components, one representative per component."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from ..features.index import components, duplicate_edges
@@ -16,8 +14,8 @@ KEEP = ("largest", "centroid", "first")
 
 
 def representatives(pool: Pool, labels: np.ndarray, keep: str) -> np.ndarray:
-    """The row kept for each component. largest: the biggest file (most pixels, least compression, as a
-    rule: the original rather than its copies; files that cannot be read count as empty); centroid: the
+    """The row kept for each component. largest: the most pixels (as a rule the original rather than its
+    resized or cropped copies; unreadable files count as empty), ties to the first path; centroid: the
     member nearest the component's mean embedding (the most typical version); first: the member whose path
     sorts first (stable across runs). Ties go to the first path."""
     if keep not in KEEP:
@@ -28,7 +26,7 @@ def representatives(pool: Pool, labels: np.ndarray, keep: str) -> np.ndarray:
     if keep == "first":
         return np.array([g[0] for g in groups], dtype=np.int64)
     if keep == "largest":
-        return np.array([g[0] if len(g) == 1 else g[int(np.argmax([_file_size(pool.paths[i]) for i in g]))]
+        return np.array([g[0] if len(g) == 1 else g[max(range(len(g)), key=lambda j: _size(pool.paths[g[j]]))]
                          for g in groups], dtype=np.int64)
     chosen = []
     for g in groups:
@@ -40,10 +38,15 @@ def representatives(pool: Pool, labels: np.ndarray, keep: str) -> np.ndarray:
     return np.array(chosen, dtype=np.int64)
 
 
-def _file_size(path: str) -> int:
+def _size(path: str) -> int:
+    """Pixels of an image file, from its header; -1 when it cannot be read. (Bytes would favour a PNG
+    re-encoding of a JPEG over the JPEG itself.)"""
+    from PIL import Image
+
     try:
-        return os.stat(path).st_size
-    except OSError:
+        with Image.open(path) as image:
+            return image.width * image.height
+    except (OSError, ValueError):
         return -1
 
 
