@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--index", choices=["auto", "flat", "ivf"], help="FAISS index (auto: exact below 100k)")
     cu.choices["dedup"].add_argument("--k", type=int, help="neighbours per image in the duplicate graph (64)")
     cu.choices["dedup"].add_argument("--keep", choices=["largest", "centroid", "first"],
-                                     help="which image of a group stays: the largest file (default), the one nearest "
+                                     help="which image of a group stays: the most pixels (default), the one nearest "
                                           "the group's mean, or the first path")
     cu.choices["decontaminate"].add_argument("--protected", nargs="+", required=True, help="embeddings of protected sets")
     r = cu.choices["retrieve"]
