@@ -69,6 +69,7 @@ def train_segmentation(images, masks, output, model="dinov2_vits14", *, layers: 
                        epochs: int = 40, lr: float = 1e-2, batch_size: int = 8, holdout: float = 0.2,
                        num_classes: int | None = None, seed: int = 0, device="cpu", progress=True) -> SegTrainResult:
     start = time.perf_counter()
+    torch.manual_seed(seed)  # the head's initialisation: the same run gives the same head
     image_size = image_size // 14 * 14
     found = pairs(images, masks)
     backbone = Dinov2Model.from_pretrained(model, device=device)
