@@ -57,7 +57,9 @@ def test_official_dpt_head_file_loads_and_adds_min_depth(tmp_path):
     hf_loaded = load_depth_model(tmp_path / "hf")
     head_file = tmp_path / "dinov2_vits14_nyu_dpt_head.pth"
     torch.save(dinokit_dpt_head_to_official(hf_loaded.head.state_dict()), head_file)
-    assert all(k.startswith("decode_head.") for k in torch.load(head_file, weights_only=True)["state_dict"])
+    official_keys = torch.load(head_file, weights_only=True)["state_dict"]
+    assert all(k.startswith("decode_head.") for k in official_keys)
+    assert not any(k.startswith("decode_head.fusion_blocks.0.res_conv_unit1.") for k in official_keys)  # None there
     hf_loaded.backbone.save_pretrained(tmp_path / "backbone")
     official = load_depth_model(head_file, backbone=tmp_path / "backbone")
     x = torch.randn(1, 3, 224, 280)

@@ -87,10 +87,14 @@ class _ResidualConvUnit(nn.Module):
 
 
 class _FusionLayer(nn.Module):
-    def __init__(self, channels: int, bias: bool):
+    """The first layer (the coarsest map) has no skip input, hence no residual_layer1 (as officially;
+    transformers builds one it never uses, and its files' copy is dropped on loading)."""
+
+    def __init__(self, channels: int, bias: bool, skip: bool = True):
         super().__init__()
         self.projection = nn.Conv2d(channels, channels, kernel_size=1)
-        self.residual_layer1 = _ResidualConvUnit(channels, bias)
+        if skip:
+            self.residual_layer1 = _ResidualConvUnit(channels, bias)
         self.residual_layer2 = _ResidualConvUnit(channels, bias)
 
     def forward(self, x, skip=None):
@@ -108,7 +112,8 @@ class _Neck(nn.Module):
         self.reassemble_stage = _Reassemble(embed_dim, channels, factors)
         self.convs = nn.ModuleList(nn.Conv2d(c, fusion_channels, 3, padding=1, bias=False) for c in channels)
         self.fusion_stage = nn.Module()
-        self.fusion_stage.layers = nn.ModuleList(_FusionLayer(fusion_channels, bias) for _ in channels)
+        self.fusion_stage.layers = nn.ModuleList(_FusionLayer(fusion_channels, bias, skip=i > 0)
+                                                 for i in range(len(channels)))
 
     def forward(self, features: Features) -> torch.Tensor:
         maps = [conv(m) for conv, m in zip(self.convs, self.reassemble_stage(features))]

@@ -8,17 +8,30 @@ import re
 
 import torch
 
-_DPT_OFFICIAL = [  # (official regex, dinokit/transformers template)
-    (r"reassemble_blocks\.projects\.(\d)\.conv\.(\w+)", "neck.reassemble_stage.layers.{0}.projection.{1}"),
-    (r"reassemble_blocks\.resize_layers\.(\d)\.(\w+)", "neck.reassemble_stage.layers.{0}.resize.{1}"),
-    (r"reassemble_blocks\.readout_projects\.(\d)\.0\.(\w+)", "neck.reassemble_stage.readout_projects.{0}.0.{1}"),
-    (r"convs\.(\d)\.conv\.(\w+)", "neck.convs.{0}.{1}"),
-    (r"fusion_blocks\.(\d)\.project\.conv\.(\w+)", "neck.fusion_stage.layers.{0}.projection.{1}"),
-    (r"fusion_blocks\.(\d)\.res_conv_unit([12])\.conv([12])\.conv\.(\w+)",
-     "neck.fusion_stage.layers.{0}.residual_layer{1}.convolution{2}.{3}"),
-    (r"project\.conv\.(\w+)", "head.projection.{0}"),
-    (r"conv_depth\.head\.(\d)\.(\w+)", "head.head.{0}.{1}"),
+_DPT_NAMES = [  # (official name, dinokit/transformers name); {n} is the same field on both sides
+    ("reassemble_blocks.projects.{0}.conv.{1}", "neck.reassemble_stage.layers.{0}.projection.{1}"),
+    ("reassemble_blocks.resize_layers.{0}.{1}", "neck.reassemble_stage.layers.{0}.resize.{1}"),
+    ("reassemble_blocks.readout_projects.{0}.0.{1}", "neck.reassemble_stage.readout_projects.{0}.0.{1}"),
+    ("convs.{0}.conv.{1}", "neck.convs.{0}.{1}"),
+    ("fusion_blocks.{0}.project.conv.{1}", "neck.fusion_stage.layers.{0}.projection.{1}"),
+    ("fusion_blocks.{0}.res_conv_unit{1}.conv{2}.conv.{3}", "neck.fusion_stage.layers.{0}.residual_layer{1}.convolution{2}.{3}"),
+    ("project.conv.{0}", "head.projection.{0}"),
+    ("conv_depth.head.{0}.{1}", "head.head.{0}.{1}"),
 ]
+
+
+def _pattern(template: str) -> re.Pattern:
+    """{n} fields of a name template → word groups, the rest literal."""
+    return re.compile(r"(\w+)".join(re.escape(part) for part in re.split(r"\{\d\}", template)))
+
+
+def _rename(key: str, table: list[tuple[str, str]]) -> str | None:
+    """The key renamed by the first (source, target) pair of the table that matches it, else None."""
+    for source, target in table:
+        m = _pattern(source).fullmatch(key)
+        if m:
+            return target.format(*m.groups())
+    return None
 
 
 def _head_state(obj) -> dict[str, torch.Tensor]:
@@ -28,40 +41,19 @@ def _head_state(obj) -> dict[str, torch.Tensor]:
 
 
 def official_dpt_head_to_dinokit(obj) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in _head_state(obj).items():
-        for pattern, template in _DPT_OFFICIAL:
-            m = re.fullmatch(pattern, key)
-            if m:
-                out[template.format(*m.groups())] = value
-                break
-        else:
-            out[key] = value  # reported as unexpected by the loader
-    return out
+    # a key without a dinokit name keeps its own, and the loader reports it as unexpected
+    return {_rename(k, _DPT_NAMES) or k: v for k, v in _head_state(obj).items()}
 
 
 def dinokit_dpt_head_to_official(sd: dict[str, torch.Tensor]) -> dict:
     """The inverse, wrapped as the official files are (used to write files in their exact layout)."""
-    inverse = []
-    for pattern, template in _DPT_OFFICIAL:
-        groups = re.findall(r"\(([^)]*)\)", pattern)
-        regex = re.escape(template)
-        for i, g in enumerate(groups):
-            regex = regex.replace(re.escape("{%d}" % i), f"({g})")
-        out_template = pattern
-        for i, g in enumerate(groups):
-            out_template = out_template.replace(f"({g})", "{%d}" % i, 1)
-        inverse.append((regex, out_template.replace("\\.", ".")))
+    inverse = [(dinokit, official) for official, dinokit in _DPT_NAMES]
     out = {}
     for key, value in sd.items():
-        for regex, template in inverse:
-            m = re.fullmatch(regex, key)
-            if m:
-                out["decode_head." + template.format(*m.groups())] = value
-                break
-        else:
-            if not key.startswith("neck.fusion_stage.layers.0.residual_layer1."):  # unused: absent officially
-                raise KeyError(f"no official name for {key}")
+        name = _rename(key, inverse)
+        if name is None:
+            raise KeyError(f"no official name for {key}")
+        out["decode_head." + name] = value
     return {"state_dict": out}
 
 
@@ -75,7 +67,10 @@ def official_linear_head_to_dinokit(obj) -> dict[str, torch.Tensor]:
 
 
 def split_hf_dpt(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """transformers' DPTForDepthEstimation state dict → (backbone in transformers' layout, head)."""
+    """transformers' DPTForDepthEstimation state dict → (backbone in transformers' layout, head). The first
+    fusion layer's residual_layer1 is dropped: transformers never runs it, and dinokit (as the official
+    head) has none."""
     backbone = {k.removeprefix("backbone."): v for k, v in sd.items() if k.startswith("backbone.")}
-    head = {k: v for k, v in sd.items() if k.startswith(("neck.", "head."))}
+    head = {k: v for k, v in sd.items() if k.startswith(("neck.", "head."))
+            and not k.startswith("neck.fusion_stage.layers.0.residual_layer1.")}
     return backbone, head
