@@ -234,10 +234,7 @@ def _cmd_curate(args) -> int:
         return EXIT_OK
     pool = curate.read_pool(args.embeddings)
     options = {k: v for k, v in vars(args).items() if k in STEP_OPTIONS[args.step] and v is not None}
-    for key in ("protected", "seeds"):
-        if key in options:
-            options[key] = [curate.read_pool(s) for s in options[key]] if key == "protected" else curate.read_pool(options[key])
-    result = getattr(curate, args.step)(pool, **options, progress=not args.json)
+    result = getattr(curate, args.step)(pool, **curate.read_pool_arguments(args.step, options), progress=not args.json)
     curate.write_pool(result.kept, args.output)
     if result.removed is not None:
         removed = args.output[: -len(".parquet")] if args.output.endswith(".parquet") else args.output

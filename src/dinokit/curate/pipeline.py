@@ -64,11 +64,15 @@ def _fingerprint(source) -> list:
     """What a step's input is: every Parquet file's name, size and modification time."""
     if isinstance(source, list):
         return [f for s in source for f in _fingerprint(s)]
-    files = []
-    for p in [Path(source)]:
-        found = sorted(p.rglob("*.parquet")) if p.is_dir() else [p]
-        files += [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in found if f.exists()]
-    return files
+    p = Path(source)
+    found = sorted(p.rglob("*.parquet")) if p.is_dir() else [p]
+    return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in found if f.exists()]
+
+
+def read_pool_arguments(step: str, args: dict) -> dict:
+    """A step's settings with the embeddings they name (protected sets, seeds) read as pools."""
+    return {k: ([read_pool(s) for s in v] if isinstance(v, list) else read_pool(v)) if k in POOL_ARGS.get(step, ())
+            else v for k, v in args.items()}
 
 
 def run_pipeline(config: dict, output=None, *, progress: bool = True) -> dict:
@@ -86,26 +90,27 @@ def run_pipeline(config: dict, output=None, *, progress: bool = True) -> dict:
                                            sort_keys=True, default=str).encode()).hexdigest()
         stem = out / "steps" / f"{i + 1:02d}-{name}"
         done = Path(f"{stem}.json")
-        if done.is_file() and json.loads(done.read_text()).get("hash") == digest:
-            summary = {**json.loads(done.read_text())["summary"], "resumed": True}
+        record = json.loads(done.read_text()) if done.is_file() else {}
+        removed = None
+        if record.get("hash") == digest:
+            summary = {**record["summary"], "resumed": True}
             pool = read_pool(f"{stem}.parquet")
+            if name == "dedup":  # its removed images make the report's duplicate groups
+                removed = read_pool(f"{stem}.removed.parquet")
         else:
             start = time.perf_counter()
-            extra = {k: ([read_pool(s) for s in v] if isinstance(v, list) else read_pool(v)) if k in pool_args else v
-                     for k, v in args.items()}
-            result = STEPS[name](pool, **extra, progress=progress and rank == 0)
+            result = STEPS[name](pool, **read_pool_arguments(name, args), progress=progress and rank == 0)
             summary = {**result.summary, "seconds": round(time.perf_counter() - start, 2)}
-            pool = result.kept
+            pool, removed = result.kept, result.removed
             if rank == 0:
                 write_pool(pool, f"{stem}.parquet")
-                if result.removed is not None:
-                    write_pool(result.removed, f"{stem}.removed.parquet")
+                if removed is not None:
+                    write_pool(removed, f"{stem}.removed.parquet")
                 tmp = Path(f"{stem}.json.tmp")
                 tmp.write_text(json.dumps({"hash": digest, "summary": summary}, default=str))
                 os.replace(tmp, done)
         report["steps"].append(summary)
-        if name == "dedup" and Path(f"{stem}.removed.parquet").is_file():
-            removed = read_pool(f"{stem}.removed.parquet")
+        if name == "dedup" and removed is not None:
             for path, kept in zip(removed.paths, removed.columns["duplicate_of"]):
                 report["duplicate_groups"].setdefault(str(kept), []).append(path)
         if name == "balance":
