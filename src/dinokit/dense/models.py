@@ -58,9 +58,10 @@ class DepthModel(nn.Module):
         return self.head(self.features(pixel_values))
 
     @torch.inference_mode()
-    def predict(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def predict(self, pixel_values: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Depth [B, 1, H, W] at `size` (default: the input's)."""
         depth = self(pixel_values).clamp(self.head.min_depth, self.head.max_depth)
-        return F.interpolate(depth, size=pixel_values.shape[2:], mode="bilinear", align_corners=False)
+        return F.interpolate(depth, size=size or pixel_values.shape[2:], mode="bilinear", align_corners=False)
 
 
 class SegmentationModel(nn.Module):

@@ -16,8 +16,13 @@ from .pictures import colour_depth, mask_picture, match_picture
 DEPTH_PNG_SCALE = 256  # 16-bit PNG: value = depth in metres × 256 (KITTI's convention; up to 256 m)
 
 
+def _image(image) -> Image.Image:
+    """A path through the robust loader; a PIL image as RGB."""
+    return load_image(image) if not isinstance(image, Image.Image) else image.convert("RGB")
+
+
 def _pixels(image, short_side, device) -> tuple[Image.Image, torch.Tensor]:
-    image = load_image(image) if not isinstance(image, Image.Image) else image.convert("RGB")
+    image = _image(image)
     return image, dense_transform(short_side)(image)[None].to(device)
 
 
@@ -28,9 +33,7 @@ def depth(images, model="dinov2_vits14_nyu_dpt", *, backbone=None, short_side: i
     out = []
     for image in images:
         image, x = _pixels(image, short_side, device)
-        d = net.predict(x)
-        out.append(F.interpolate(d, size=(image.height, image.width), mode="bilinear", align_corners=False)[0, 0]
-                   .float().cpu().numpy())
+        out.append(net.predict(x, size=(image.height, image.width))[0, 0].float().cpu().numpy())
     return out
 
 
@@ -72,9 +75,10 @@ def write_segmentation(images, output, model, *, backbone=None, device="cpu") ->
     net = model if isinstance(model, SegmentationModel) else load_segmentation_model(model, backbone=backbone, device=device)
     written = []
     for path in images:
-        mask = segment([path], net, device=device)[0]
+        image = _image(path)  # decoded once: for the model and for the picture
+        mask = segment([image], net, device=device)[0]
         stem = Path(str(path)).stem
-        mask_picture(load_image(path), mask, net.class_names).save(out / f"{stem}_seg.png")
+        mask_picture(image, mask, net.class_names).save(out / f"{stem}_seg.png")
         Image.fromarray(mask.astype(np.uint16 if mask.max() > 255 else np.uint8)).save(out / f"{stem}_mask.png")
         written.append(out / f"{stem}_seg.png")
     return written
@@ -106,17 +110,17 @@ def match(image_a, image_b, model, *, max_matches: int = 100, short_side: int = 
             feats.append(F.normalize(f.flatten(1).T.float(), dim=1))
     sim = feats[0] @ feats[1].T
     ab, ba = sim.argmax(1), sim.argmax(0)
-    mutual = torch.nonzero(ba[ab] == torch.arange(len(ab))).flatten()
+    mutual = torch.nonzero(ba[ab] == torch.arange(len(ab), device=ab.device)).flatten()
     scores = sim[mutual, ab[mutual]]
     keep = torch.argsort(scores, descending=True)[:max_matches]
-    ia, ib = mutual[keep].numpy(), ab[mutual[keep]].numpy()
+    ia, ib = mutual[keep].cpu().numpy(), ab[mutual[keep]].cpu().numpy()
     return Matches(grids[0][ia], grids[1][ib], scores[keep].cpu().numpy())
 
 
 def write_match(image_a, image_b, output, model, *, max_matches: int = 100, short_side: int = 448,
                 device="cpu") -> Matches:
-    m = match(image_a, image_b, model, max_matches=max_matches, short_side=short_side, device=device)
-    a, b = (load_image(p) if not isinstance(p, Image.Image) else p for p in (image_a, image_b))
+    a, b = _image(image_a), _image(image_b)  # decoded once: for the model and for the picture
+    m = match(a, b, model, max_matches=max_matches, short_side=short_side, device=device)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     match_picture(a, b, m.points_a, m.points_b, m.scores).save(output)
     return m
