@@ -17,11 +17,11 @@ def _preset(name: str) -> dict:
     return yaml.safe_load(resources.files(__package__).joinpath("configs", f"{name}.yaml").read_text()) or {}
 
 
-def merge(base: dict, top: dict, where: str = "") -> dict:
+def merge(base: dict, top: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in (top or {}).items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value, f"{where}{key}.")
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out

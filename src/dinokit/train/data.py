@@ -21,12 +21,12 @@ def _seed(*parts: int) -> int:
 
 
 class MultiCropImages(Dataset):
-    """Item (epoch, index) → (index, global crops, local crops, masks [2, N] of the global crops). An image
+    """Item (epoch, index) → (global crops, local crops, masks [2, N] of the global crops). An image
     that cannot be read is logged (failures.jsonl) and replaced by the next readable one."""
 
     def __init__(self, source, augmentation: MultiCropAugmentation, patch_size: int, global_size: int,
                  mask_probability: float, mask_ratio: tuple[float, float], seed: int = 0, failures=None):
-        self.paths = [str(p) for p in list_images(source)] if not isinstance(source, list) else [str(p) for p in source]
+        self.paths = [str(p) for p in list_images(source)]
         if not self.paths:
             raise ValueError(f"no images in {source}")
         self.augmentation, self.seed = augmentation, seed
@@ -53,17 +53,16 @@ class MultiCropImages(Dataset):
         crops = self.augmentation(image, seed=_seed(self.seed, epoch, index))
         rng = np.random.default_rng(_seed(self.seed, epoch, index, 1))
         masks = np.stack([sample_mask(self.grid, rng, self.mask_probability, self.mask_ratio).ravel() for _ in range(2)])
-        return index, crops["global_crops"], crops["local_crops"], torch.from_numpy(masks)
+        return crops["global_crops"], crops["local_crops"], torch.from_numpy(masks)
 
 
 def collate(samples) -> dict:
     """Crop-major batches, as the official collate: [crop 0 of every image, crop 1 of every image]."""
     return {
-        "indices": torch.tensor([s[0] for s in samples]),
-        "global_crops": torch.stack([s[1][c] for c in range(len(samples[0][1])) for s in samples]),
-        "local_crops": torch.stack([s[2][c] for c in range(len(samples[0][2])) for s in samples])
-        if samples[0][2] else torch.zeros(0),
-        "masks": torch.stack([s[3][c] for c in range(2) for s in samples]),
+        "global_crops": torch.stack([s[0][c] for c in range(len(samples[0][0])) for s in samples]),
+        "local_crops": torch.stack([s[1][c] for c in range(len(samples[0][1])) for s in samples])
+        if samples[0][1] else torch.zeros(0),
+        "masks": torch.stack([s[2][c] for c in range(2) for s in samples]),
     }
 
 

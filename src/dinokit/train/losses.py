@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _all_reduce(t: torch.Tensor) -> torch.Tensor:
+def all_reduce(t: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
+    """In place over every process (a no-op for one)."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t)
+        dist.all_reduce(t, op=op)
     return t
 
 
@@ -28,15 +29,13 @@ def sinkhorn_knopp(scores: torch.Tensor, temperature: float, iterations: int = 3
     shifted by their (global) maximum before exp — the normalisation cancels it — so large scores cannot
     overflow to inf/NaN as in the official code."""
     scores = scores.float()
-    top = scores.max().detach().clone()
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(top, op=dist.ReduceOp.MAX)
+    top = all_reduce(scores.max().detach().clone(), dist.ReduceOp.MAX)
     Q = torch.exp((scores - top) / temperature).t()
     K = Q.shape[0]
     B = total_samples if total_samples is not None else Q.shape[1] * _world()
-    Q /= _all_reduce(Q.sum())
+    Q /= all_reduce(Q.sum())
     for _ in range(iterations):
-        Q /= _all_reduce(Q.sum(dim=1, keepdim=True))
+        Q /= all_reduce(Q.sum(dim=1, keepdim=True))
         Q /= K
         Q /= Q.sum(dim=0, keepdim=True)
         Q /= B
@@ -58,7 +57,7 @@ class _Centered(nn.Module):
 
     @torch.no_grad()
     def _update(self, batch_sum: torch.Tensor, count: int) -> None:
-        mean = _all_reduce(batch_sum) / (count * _world())
+        mean = all_reduce(batch_sum) / (count * _world())
         self.center.mul_(self.center_momentum).add_(mean * (1 - self.center_momentum))
 
 

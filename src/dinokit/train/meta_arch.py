@@ -10,7 +10,7 @@ from torch import nn
 from ..models.config import Dinov2Config
 from ..models.vit import DinoVisionTransformer
 from .heads import DINOHead
-from .losses import DINOLoss, KoLeoLoss, iBOTPatchLoss, sinkhorn_knopp
+from .losses import DINOLoss, KoLeoLoss, all_reduce, iBOTPatchLoss, sinkhorn_knopp
 
 
 def heads_for(cfg: dict, width: int) -> nn.ModuleDict:
@@ -62,11 +62,8 @@ class SSLMetaArch(nn.Module):
         cls_out = self.teacher["dino_head"](cls)
         masked_out = self.ibot_head(self.teacher)(patches[masks])
         if self.cfg["train"]["centering"] == "sinkhorn_knopp":
-            n_masked = torch.tensor(float(masks.sum()))
-            from .losses import _all_reduce
-
             dino_t = sinkhorn_knopp(cls_out, temperature)
-            ibot_t = sinkhorn_knopp(masked_out, temperature, total_samples=_all_reduce(n_masked))
+            ibot_t = sinkhorn_knopp(masked_out, temperature, total_samples=all_reduce(torch.tensor(float(masks.sum()))))
         else:
             dino_t = self.dino_loss.centered_softmax(cls_out, temperature)
             ibot_t = self.ibot_loss.centered_softmax(masked_out.unsqueeze(0), temperature).squeeze(0)

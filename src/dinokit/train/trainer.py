@@ -24,6 +24,7 @@ from ..distributed import ensure_process_group, rank_and_world
 from ..models.vit import DinoVisionTransformer
 from .augment import MultiCropAugmentation
 from .data import MultiCropImages, StepBatches, _seed, collate
+from .losses import all_reduce
 from .meta_arch import SSLMetaArch, backbone_config
 from .param_groups import fuse, param_groups
 from .schedules import Schedules, scaled_lr
@@ -104,13 +105,9 @@ def _wrap(arch: SSLMetaArch, cfg: dict, world: int, device):
 
 
 def _reduced(values: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """Every loss term averaged over the processes, as numbers."""
     keys = sorted(values)
-    stacked = torch.stack([values[k].detach().float().reshape(()) for k in keys]).cpu()
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.all_reduce(stacked)
-        stacked /= world
+    stacked = all_reduce(torch.stack([values[k].detach().float().reshape(()) for k in keys]).cpu()) / world
     return dict(zip(keys, stacked.tolist()))
 
 
@@ -122,6 +119,9 @@ def _full_state(module: torch.nn.Module) -> dict:
 
 
 def save_checkpoint(path: Path, arch, optimizer, step: int, cfg: dict, sharded: bool) -> None:
+    """Rank 0 writes; with FSDP every process takes part in gathering the shards."""
+    if rank_and_world()[0] != 0 and not sharded:
+        return
     state = {"model": _full_state(arch), "step": step, "config": cfg}
     state["optimizer"] = None if sharded else optimizer.state_dict()
     if rank_and_world()[0] == 0:
@@ -130,13 +130,15 @@ def save_checkpoint(path: Path, arch, optimizer, step: int, cfg: dict, sharded: 
         os.replace(tmp, path)
 
 
-def export_model(arch: SSLMetaArch, folder: Path) -> Path:
-    """The trained backbone as a dinokit model folder (config.json + model.safetensors)."""
+def export_model(arch: SSLMetaArch, folder: Path, sharded: bool) -> Path:
+    """The trained backbone as a dinokit model folder (config.json + model.safetensors), written by rank 0."""
     from ..pretrained import Dinov2Model
 
+    if rank_and_world()[0] != 0 and not sharded:
+        return folder
     backbone = arch.final_backbone()
     model = Dinov2Model(backbone.config.replace(drop_path_rate=0.0))
-    model.load_state_dict({k: v for k, v in _full_state(backbone).items()})
+    model.load_state_dict(_full_state(backbone))
     if rank_and_world()[0] == 0:
         model.save_pretrained(folder)
     return folder
@@ -221,7 +223,7 @@ def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast:
             terms = model(batch, float(sched.teacher_temp[step]))
-        losses = _reduced({k: v for k, v in terms.items()}, world)
+        losses = _reduced(terms, world)
         if not all(math.isfinite(v) for v in losses.values()):
             raise TrainingDiverged(f"the loss became {losses} at step {step}; the last checkpoint ({ckpt_path}) is "
                                    "intact: lower optim.base_lr or raise teacher.warmup_teacher_temp_epochs")
@@ -257,5 +259,5 @@ def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True
         if (step + 1) % t["checkpoint_every"] == 0 or step + 1 == stop:
             save_checkpoint(ckpt_path, arch, optimizer, step + 1, cfg, sharded)
     bar.close()
-    export_model(arch, out / "model")
+    export_model(arch, out / "model", sharded)
     return TrainResult(str(out), stop, losses, round(time.perf_counter() - began, 1), knn)
