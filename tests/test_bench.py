@@ -21,3 +21,17 @@ def test_flop_count_matches_published_figures():
     # mmpretrain's model table: ViT-S/14 46.76 G and ViT-B/14 152.00 G multiply-adds at 518 px
     assert abs(vit_flops(preset_config("s"), 1, 518) / 2e9 - 46.76) / 46.76 < 0.005
     assert abs(vit_flops(preset_config("b"), 1, 518) / 2e9 - 152.00) / 152.00 < 0.005
+
+
+def test_backend_bench_measures_speed_and_effect(photos):
+    from dinokit.bench import bench_backends
+
+    result = bench_backends(["onnxruntime", "int8"], sizes=("s",), batch_sizes=(1,), repeats=1, warmup=0,
+                            photos=photos[0].parent, knn=False, progress=None)
+    rows = {r["backend"]: r for r in result["rows"]}
+    assert set(rows) == {"eager", "onnxruntime", "int8"} and rows["eager"]["speedup"] == 1.0
+    assert rows["onnxruntime"]["max_abs_diff_vs_eager"] < 1e-4 < rows["int8"]["max_abs_diff_vs_eager"]
+    effects = {e["backend"]: e for e in result["effects"]}
+    assert effects["onnxruntime"]["cls_cosine_min"] > 0.99999
+    assert 0.9 < effects["int8"]["cls_cosine_min"] < 0.99999
+    assert effects["int8"]["photos"] == len(photos)

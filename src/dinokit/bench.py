@@ -9,14 +9,18 @@ abs difference from the official output is reported. Speed claims live here, nev
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .models.config import preset_config
@@ -35,16 +39,13 @@ def vit_flops(config, batch: int, image_size: int) -> float:
     return 2.0 * batch * (layers * per_layer + patches * 3 * p * p * d)
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * size**3 / min(times) / 1e9
+def matmul_peak_gflops(size: int | None = None, repeats: int = 10, device=torch.device("cpu"),
+                       dtype: torch.dtype = torch.float32) -> float:
+    """The machine's matrix-multiply rate: best of `repeats` square products (2048² on CPU, 8192² on GPU)."""
+    size = size or (8192 if device.type == "cuda" else 2048)
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    times, _ = time_interleaved({"matmul": lambda x: x @ b}, a, warmup=3, repeats=repeats)
+    return 2 * size**3 / min(times["matmul"]) / 1e9
 
 
 def _random_model(size: str, seed: int = 0) -> Dinov2Model:
@@ -109,38 +110,57 @@ def _forward(name: str, model, x):
     return model(x).last_hidden_state
 
 
+def time_interleaved(calls: dict, x: torch.Tensor, warmup: int, repeats: int) -> tuple[dict, dict]:
+    """Seconds of every timed call, one call of each in turn (so that the machine's drift hits all alike),
+    and each call's last output."""
+    times, outputs = {key: [] for key in calls}, {}
+    for r in range(warmup + repeats):
+        for key, call in calls.items():
+            _sync(x.device)
+            t = time.perf_counter()
+            with torch.inference_mode():
+                out = call(x)
+            _sync(x.device)
+            if r >= warmup:
+                times[key].append(time.perf_counter() - t)
+            outputs[key] = out
+    return times, outputs
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _img_s(batch: int, seconds: list[float]) -> dict:
+    return {"median": batch / statistics.median(seconds), "min": batch / max(seconds), "max": batch / min(seconds)}
+
+
 def bench_models(sizes=("s", "b"), image_sizes=(224,), batch_sizes=(1, 8, 32), repeats: int = 10, warmup: int = 2,
-                 threads: int | None = None, progress=print) -> dict:
+                 threads: int | None = None, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 progress=print) -> dict:
     if threads:
         torch.set_num_threads(threads)
-    peak = matmul_peak_gflops()
+    device = torch.device(device)
+    peak = matmul_peak_gflops(device=device, dtype=dtype)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
-            pairs = build_peers(size, Path(tmp))
+            pairs = {peer: (theirs.to(device, dtype), ours.to(device, dtype))
+                     for peer, (theirs, ours) in build_peers(size, Path(tmp)).items()}
             config = pairs["dinokit"][0].config
             for image_size in image_sizes:
                 for batch in batch_sizes:
                     torch.manual_seed(1)
-                    x = torch.randn(batch, 3, image_size, image_size)
+                    x = torch.randn(batch, 3, image_size, image_size).to(device, dtype)
                     with torch.inference_mode():
                         reference = _forward("official", pairs["official"][0], x) if "official" in pairs else None
                     timers = {}
                     for peer, (theirs, ours) in pairs.items():
-                        timers[(peer, "peer")] = (peer, theirs)
+                        timers[(peer, "peer")] = functools.partial(_forward, peer, theirs)
                         if peer not in ("dinokit", "official"):  # dinokit's official mode is the "dinokit" row
-                            timers[(peer, "dinokit")] = ("dinokit", ours)
-                    times = {key: [] for key in timers}
-                    outputs = {}
-                    for r in range(warmup + repeats):
-                        for key, (kind, model) in timers.items():
-                            t = time.perf_counter()
-                            with torch.inference_mode():
-                                out = _forward(kind, model, x)
-                            elapsed = time.perf_counter() - t
-                            if r >= warmup:
-                                times[key].append(elapsed)
-                            outputs[key] = out
+                            timers[(peer, "dinokit")] = functools.partial(_forward, "dinokit", ours)
+                    times, outputs = time_interleaved(timers, x, warmup, repeats)
                     flops = vit_flops(config, batch, image_size)
                     for peer in pairs:
                         t_peer = times[(peer, "peer")]
@@ -148,23 +168,125 @@ def bench_models(sizes=("s", "b"), image_sizes=(224,), batch_sizes=(1, 8, 32), r
                         row = {
                             "model": f"ViT-{size.upper()}/14", "image_size": image_size, "batch": batch, "peer": peer,
                             "mode": PEER_MODE[peer],
-                            "peer_img_s": {"median": batch / statistics.median(t_peer), "min": batch / max(t_peer),
-                                           "max": batch / min(t_peer)},
-                            "dinokit_img_s": {"median": batch / statistics.median(t_ours), "min": batch / max(t_ours),
-                                              "max": batch / min(t_ours)},
+                            "peer_img_s": _img_s(batch, t_peer), "dinokit_img_s": _img_s(batch, t_ours),
                             "peer_gflops": flops / statistics.median(t_peer) / 1e9,
                             "dinokit_gflops": flops / statistics.median(t_ours) / 1e9,
                             "speedup": statistics.median(t_peer) / statistics.median(t_ours),
                             "max_abs_diff_vs_official": None if reference is None else
-                            (outputs[(peer, "peer")] - reference).abs().max().item(),
+                            (outputs[(peer, "peer")] - reference).float().abs().max().item(),
                             "max_abs_diff_vs_peer": None if peer == "dinokit" else
                             (outputs[(peer, "peer")] - outputs.get((peer, "dinokit"), outputs[("dinokit", "peer")])
-                             ).abs().max().item(),
+                             ).float().abs().max().item(),
                         }
                         rows.append(row)
                         if progress:
                             progress(format_row(row, peak))
-    return {"machine": machine_info(), "matmul_peak_gflops": peak, "repeats": repeats, "rows": rows}
+    return {"machine": machine_info(), "device": str(device), "dtype": str(dtype).replace("torch.", ""),
+            "matmul_peak_gflops": peak, "repeats": repeats, "rows": rows}
+
+
+def bench_backends(backends, sizes=("s",), batch_sizes=(1, 8, 32), image_size: int = 224, repeats: int = 10,
+                   warmup: int = 2, device: str = "cpu", dtype: torch.dtype = torch.float32, photos=None,
+                   knn: bool = True, progress=print) -> dict:
+    """The opt-in backends against dinokit's default (eager, in `dtype`): speed-up, and what they do to the numbers.
+
+    Effects are measured against eager float32 on real photos (cosine similarity of the CLS and patch tokens)
+    and, for the first model, as the change in k-NN top-1 accuracy on scikit-learn's digits (when installed).
+    """
+    from .accel import accelerate
+
+    device = torch.device(device)
+    rows, effects = [], []
+    pixels = _photo_pixels(photos, image_size) if photos else None
+    digits = _digits() if knn else None
+    for n, size in enumerate(sizes):
+        name = f"ViT-{size.upper()}/14"
+        reference_model = _random_model(size).to(device)
+        reference = accelerate(reference_model, "eager")
+        model = reference_model if dtype == torch.float32 else copy.deepcopy(reference_model).to(dtype)
+        runners = {"eager": accelerate(model, "eager")}
+        runners.update({b: accelerate(model, b, image_size=image_size) for b in backends if b != "eager"})
+        for batch in batch_sizes:
+            torch.manual_seed(1)
+            x = torch.randn(batch, 3, image_size, image_size, device=device, dtype=dtype)
+            times, outputs = time_interleaved(runners, x, warmup, repeats)
+            eager = statistics.median(times["eager"])
+            for backend in runners:
+                row = {"model": name, "image_size": image_size, "batch": batch, "backend": backend,
+                       "img_s": _img_s(batch, times[backend]), "speedup": eager / statistics.median(times[backend]),
+                       "max_abs_diff_vs_eager": (outputs[backend] - outputs["eager"]).float().abs().max().item()}
+                rows.append(row)
+                if progress:
+                    progress(f"{name:9s} {image_size}px b{batch:<3d} {backend:17s} {row['img_s']['median']:7.2f} "
+                             f"img/s  x{row['speedup']:.2f} vs eager  max|Δ| {row['max_abs_diff_vs_eager']:.1e}")
+        fp32_top1 = None
+        for backend, run in runners.items():
+            if backend == "eager" and dtype == torch.float32:
+                continue
+            effect = {"model": name, "backend": backend, "dtype": str(dtype).replace("torch.", "")}
+            if pixels is not None:
+                effect.update(_cosines(reference, run, pixels.to(device), dtype))
+            if digits is not None and n == 0:
+                if fp32_top1 is None:
+                    fp32_top1 = _knn_top1(reference, digits, device, torch.float32)
+                top1 = _knn_top1(run, digits, device, dtype)
+                effect.update(knn_top1_fp32=fp32_top1, knn_top1_backend=top1, knn_top1_change=top1 - fp32_top1)
+            effects.append(effect)
+            if progress:
+                progress(f"{name:9s} {backend:17s} " + "  ".join(
+                    f"{k} {v:.4f}" for k, v in effect.items() if isinstance(v, float)))
+    return {"machine": machine_info(), "device": str(device), "dtype": str(dtype).replace("torch.", ""), "rows": rows,
+            "effects": effects}
+
+
+def _photo_pixels(folder, image_size: int, limit: int = 32) -> torch.Tensor:
+    from .data import Dinov2ImageProcessor, list_images, load_image
+
+    processor = Dinov2ImageProcessor(size=image_size * 256 // 224, crop_size=image_size)
+    return torch.cat([processor(load_image(p)).pixel_values for p in list_images(folder)[:limit]])
+
+
+def _batched(run, pixels: torch.Tensor, dtype: torch.dtype = torch.float32, batch: int = 8) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.cat([run(part.to(dtype)).float().cpu() for part in pixels.split(batch)])
+
+
+def _cosines(reference, run, pixels, dtype) -> dict:
+    a, b = _batched(reference, pixels), _batched(run, pixels, dtype)
+    cls = torch.nn.functional.cosine_similarity(a[:, 0], b[:, 0], dim=-1)
+    patches = torch.nn.functional.cosine_similarity(a[:, 1:], b[:, 1:], dim=-1)
+    return {"photos": len(pixels), "cls_cosine_min": cls.min().item(), "cls_cosine_mean": cls.mean().item(),
+            "patch_cosine_mean": patches.mean().item()}
+
+
+def _digits(per_class: tuple[int, int] = (20, 10), image_size: int = 224):
+    """scikit-learn's 8×8 digits resized to the model's input: (train pixels, labels, val pixels, labels)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        return None
+    from .data import Dinov2ImageProcessor
+
+    data = load_digits()
+    processor = Dinov2ImageProcessor(size=image_size, crop_size=image_size)
+    splits = {"train": ([], []), "val": ([], [])}
+    seen: dict = {}
+    for image, label in zip(data.images, data.target):
+        seen[label] = seen.get(label, 0) + 1
+        split = "train" if seen[label] <= per_class[0] else "val" if seen[label] <= sum(per_class) else None
+        if split:
+            rgb = np.repeat((image / 16 * 255).astype(np.uint8)[..., None], 3, axis=-1)
+            splits[split][0].append(processor(rgb).pixel_values)
+            splits[split][1].append(int(label))
+    return tuple(x for name in ("train", "val") for x in (torch.cat(splits[name][0]), torch.tensor(splits[name][1])))
+
+
+def _knn_top1(run, digits, device, dtype) -> float:
+    from .eval.knn import knn_eval
+
+    train, train_labels, val, val_labels = digits
+    features = [_batched(run, p.to(device), dtype)[:, 0] for p in (train, val)]
+    return float(knn_eval(features[0], train_labels, features[1], val_labels, 10, ks=(10,))[0]["top1"])
 
 
 def machine_info() -> dict:
@@ -208,7 +330,8 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def bench_embed(folder, model_dir, batch_size: int = 32, limit: int | None = None) -> dict:
+def bench_embed(folder, model_dir, batch_size: int = 32, limit: int | None = None, backend: str = "eager",
+                device: str = "cpu") -> dict:
     """`dinokit embed` against a plain transformers loop (AutoImageProcessor + AutoModel, batch 32)."""
     import transformers
 
@@ -220,33 +343,79 @@ def bench_embed(folder, model_dir, batch_size: int = 32, limit: int | None = Non
 
     t = time.perf_counter()  # both sides include loading the model, as a user's run does
     processor = transformers.AutoImageProcessor.from_pretrained(model_dir, backend="pil")
-    hf = transformers.AutoModel.from_pretrained(model_dir).eval()
+    hf = transformers.AutoModel.from_pretrained(model_dir).eval().to(device)
     with torch.inference_mode():
         for i in range(0, len(paths), batch_size):
             images = [Image.open(p).convert("RGB") for p in paths[i:i + batch_size]]
-            hf(**processor(images=images, return_tensors="pt")).pooler_output
+            hf(**processor(images=images, return_tensors="pt").to(device)).pooler_output.cpu()
     hf_time = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "list.txt"
         listing.write_text("\n".join(paths))
-        s = embed([listing], Path(tmp) / "out", str(model_dir), progress=False)
-    return {"images": len(paths), "transformers_loop_img_s": len(paths) / hf_time,
+        s = embed([listing], Path(tmp) / "out", str(model_dir), backend=backend, device=device, progress=False)
+    return {"images": len(paths), "backend": backend, "transformers_loop_img_s": len(paths) / hf_time,
             "dinokit_embed_img_s": len(paths) / s.seconds, "speedup": hf_time / s.seconds}
 
 
+def backends_table(result: dict) -> str:
+    """The backends as Markdown: speed-up over eager fp32, and the effect on the numbers."""
+    lines = ["| model | px | batch | backend | img/s (min–max) | speed-up vs eager | max abs Δ |", "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if r["backend"] == "eager":
+            continue
+        i = r["img_s"]
+        lines.append(f"| {r['model']} | {r['image_size']} | {r['batch']} | {r['backend']} | {i['median']:.2f} "
+                     f"({i['min']:.2f}–{i['max']:.2f}) | ×{r['speedup']:.2f} | {r['max_abs_diff_vs_eager']:.1e} |")
+    lines += ["", "| model | backend (dtype) | CLS cosine min / mean | patch cosine mean | k-NN top-1 fp32 → backend |",
+              "|---|---|---|---|---|"]
+    for e in result["effects"]:
+        cos = (f"{e['cls_cosine_min']:.5f} / {e['cls_cosine_mean']:.5f} | {e['patch_cosine_mean']:.5f}"
+               if "cls_cosine_min" in e else "– | –")
+        knn = (f"{100 * e['knn_top1_fp32']:.1f}% → {100 * e['knn_top1_backend']:.1f}%" if "knn_top1_fp32" in e else "–")
+        lines.append(f"| {e['model']} | {e['backend']} ({e['dtype']}) | {cos} | {knn} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
+    from .accel import BACKENDS
+
     parser = argparse.ArgumentParser(prog="dinokit bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["s", "b"], choices=["s", "b", "l", "g"])
     parser.add_argument("--image-sizes", nargs="+", type=int, default=[224])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="the peers' and dinokit's dtype (reduced precision: GPU)")
+    parser.add_argument("--no-peers", action="store_true", help="skip the peer comparison")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS,
+                        help="also time these opt-in backends against eager fp32, with their effect on the numbers")
+    parser.add_argument("--no-knn", action="store_true", help="skip the backends' k-NN measurement on digits")
+    parser.add_argument("--photos", help="folder of photos for the backends' cosine similarities (default: the "
+                                         "--embed-folder)")
     parser.add_argument("--embed-folder", help="also time `dinokit embed` on this folder against a transformers loop")
     parser.add_argument("--embed-limit", type=int)
+    parser.add_argument("--embed-backend", default="eager", choices=BACKENDS, help="the backend `embed` uses")
     parser.add_argument("-o", "--output", default="bench.json")
     args = parser.parse_args(argv)
-    result = bench_models(args.models, args.image_sizes, args.batch_sizes, args.repeats, threads=args.threads)
-    print(f"machine: {result['machine']}; fp32 matmul peak {result['matmul_peak_gflops']:.0f} GFLOP/s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    if torch.device(args.device).type == "cpu" and dtype == torch.bfloat16:
+        from .accel import cpu_bf16_works
+
+        if not cpu_bf16_works():
+            parser.error("a bf16 matrix multiply crashed a test process on this CPU ('Illegal instruction')")
+    result: dict = {"machine": machine_info(), "command": "python -m dinokit bench " + " ".join(argv or sys.argv[1:])}
+    if not args.no_peers:
+        result.update(bench_models(args.models, args.image_sizes, args.batch_sizes, args.repeats, device=args.device,
+                                   dtype=dtype))
+        print(f"machine: {result['machine']}; {args.dtype} matmul peak {result['matmul_peak_gflops']:.0f} GFLOP/s")
+    if args.backends:
+        result["backends"] = bench_backends(args.backends, args.models, args.batch_sizes, args.image_sizes[0],
+                                            args.repeats, device=args.device, dtype=dtype,
+                                            photos=args.photos or args.embed_folder, knn=not args.no_knn)
     if args.embed_folder:
         with tempfile.TemporaryDirectory() as tmp:
             _random_model("s").save_pretrained(tmp)
@@ -255,11 +424,16 @@ def main(argv=None) -> int:
                 "crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "do_resize": True,
                 "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
                 "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "do_convert_rgb": True}))
-            result["embed"] = bench_embed(args.embed_folder, tmp, limit=args.embed_limit)
+            result["embed"] = bench_embed(args.embed_folder, tmp, limit=args.embed_limit, backend=args.embed_backend,
+                                          device=args.device)
         e = result["embed"]
-        print(f"embed ViT-S/14, {e['images']} images: transformers loop {e['transformers_loop_img_s']:.1f} img/s, "
-              f"dinokit embed {e['dinokit_embed_img_s']:.1f} img/s (x{e['speedup']:.2f})")
-    print(markdown_table(result))
+        print(f"embed ViT-S/14 ({e['backend']}), {e['images']} images: transformers loop "
+              f"{e['transformers_loop_img_s']:.1f} img/s, dinokit embed {e['dinokit_embed_img_s']:.1f} img/s "
+              f"(x{e['speedup']:.2f})")
+    if "rows" in result:
+        print(markdown_table(result))
+    if "backends" in result:
+        print(backends_table(result["backends"]))
     Path(args.output).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.output}")
     return 0

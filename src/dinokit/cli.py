@@ -38,7 +38,7 @@ def _cmd_embed(args) -> int:
     s = embed(args.inputs, args.output, args.model, pooling=args.pooling, normalize=args.normalize,
               image_size=args.image_size, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
               num_workers=args.num_workers, keep_patches=args.keep_patches, shard_size=args.shard_size,
-              interpolate_mode=args.interpolate_mode, progress=not args.json)
+              interpolate_mode=args.interpolate_mode, backend=args.backend, progress=not args.json)
     if int(os.environ.get("RANK", 0)) != 0:
         return EXIT_PARTIAL if s.failed else EXIT_OK
     if args.json:
@@ -356,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-patches", action="store_true", help="also store the patch tokens (float16)")
     p.add_argument("--shard-size", type=int, help="images per shard (default 4096; 128 with --keep-patches)")
     p.add_argument("--interpolate-mode", choices=["official", "hf", "timm"])
+    p.add_argument("--backend", default="eager",
+                   help="eager (default, exact); opt-in: compile, onnxruntime (exact), onnxruntime-int8 and int8 "
+                        "(CPU, not exact), cuda-graphs (GPU): see docs/performance.md")
     p.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
     p.set_defaults(func=_cmd_embed)
 

@@ -48,7 +48,7 @@ def test_dpt_equals_transformers(hf_dpt_folder, size, report):
     diff = max_diff(got, expected)
     report(f"DPT depth head vs transformers DPTForDepthEstimation+Dinov2Backbone {size}: {diff:.1e} "
            f"(outputs up to {expected.abs().max():.3f})")
-    assert diff <= 1e-4
+    assert diff <= 1e-5 * max(1.0, expected.abs().max().item())  # float32 rounding of outputs up to ~100
 
 
 def test_official_dpt_head_file_loads_and_adds_min_depth(tmp_path):
@@ -65,7 +65,9 @@ def test_official_dpt_head_file_loads_and_adds_min_depth(tmp_path):
     x = torch.randn(1, 3, 224, 280)
     with torch.no_grad():
         expected = reference(pixel_values=x).predicted_depth
-        assert max_diff(official(x)[:, 0], expected + 0.001) <= 1e-4  # relu(conv) + min_depth, as the official head
+        got = official(x)[:, 0]
+    # relu(conv) + min_depth, as the official head; float32 rounding of outputs up to ~20
+    assert max_diff(got, expected + 0.001) <= 1e-5 * max(1.0, expected.abs().max().item())
     assert official.head.max_depth == 10.0  # NYU
 
 

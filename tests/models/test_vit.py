@@ -1,4 +1,6 @@
 """The model itself: sizes, outputs, masks, attention paths, tracing."""
+import copy
+
 import pytest
 import torch
 
@@ -115,3 +117,33 @@ def test_large_cpu_batches_split_internally_give_the_same_numbers():
     assert max_diff(together, one_by_one) < 1e-5
     with torch.enable_grad():
         assert not model._split_batch(model.prepare_tokens(x))  # training keeps the plain path
+
+
+@pytest.mark.parametrize("swiglu", [False, True])
+def test_packed_cpu_linear_gives_the_plain_numbers_and_follows_weight_updates(monkeypatch, swiglu):
+    from dinokit.models import inference
+
+    if not inference._PACKED_LINEAR:
+        pytest.skip("this PyTorch build has no oneDNN linear")
+    model = perturb_(Dinov2Model(tiny(use_swiglu_ffn=swiglu)))
+    x = torch.randn(3, 3, 56, 56)
+    with torch.no_grad():
+        model(x)
+        assert model.blocks[0].attn.qkv not in inference._PACKED  # no_grad alone keeps the plain path
+    with torch.inference_mode():
+        packed = model(x).last_hidden_state
+        assert model.blocks[0].attn.qkv in inference._PACKED  # the fast path really ran
+        monkeypatch.setattr(inference, "_PACKED_LINEAR", False)
+        plain = model(x).last_hidden_state
+        monkeypatch.setattr(inference, "_PACKED_LINEAR", True)
+        assert max_diff(packed, plain) < 1e-5
+    with torch.no_grad():
+        for block in model.blocks:  # weights loaded in place: the packed copies must be rebuilt
+            block.mlp.load_state_dict({k: v * 1.5 for k, v in block.mlp.state_dict().items()})
+    copy.deepcopy(model)  # the cache lives beside the model, not in it
+    with torch.inference_mode():
+        updated = model(x).last_hidden_state
+    with torch.enable_grad():
+        reference = model(x).last_hidden_state  # gradients on: the plain path
+    assert max_diff(updated, packed) > 1e-3
+    assert max_diff(updated, reference) < 1e-5

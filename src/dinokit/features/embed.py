@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..accel import BACKENDS, FIXED_SIZE_BACKENDS, INEXACT_BACKENDS, BackendError, accelerate, cpu_bf16_works
 from ..distributed import ensure_process_group, rank_and_world
 from ..data import Dinov2ImageProcessor, ImageFiles, collate_images, list_images
 from ..pretrained import Dinov2Model
@@ -74,6 +75,7 @@ def embed(
     keep_patches: bool = False,
     shard_size: int | None = None,
     interpolate_mode: str | None = None,
+    backend: str = "eager",
     progress: bool = True,
 ) -> EmbedSummary:
     """Embed every image under `inputs` (folders, text files of paths, image files) into `output`."""
@@ -84,19 +86,30 @@ def embed(
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch_dtype = DTYPES[dtype]
-    if dev.type == "cpu" and torch_dtype != torch.float32 and not os.environ.get("DINOKIT_ALLOW_CPU_HALF"):
-        raise UsageError("reduced precision on CPU is slower than float32 here and bf16 can crash AMX CPUs with "
-                         "'Illegal instruction'; use --dtype float32 (or set DINOKIT_ALLOW_CPU_HALF=1)")
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if dev.type == "cpu" and torch_dtype != torch.float32:
+        if backend != "eager":
+            raise UsageError(f"--backend {backend} runs in float32 on CPU; drop --dtype {dtype}")
+        if torch_dtype == torch.bfloat16 and not cpu_bf16_works():
+            raise UsageError("a bf16 matrix multiply crashed a test process on this CPU (AMX 'Illegal "
+                             "instruction'); use --dtype float32")
     rank, world = rank_and_world()
     out = Path(output)
 
     processor = make_processor(model, image_size)
     crop = processor.crop_size["height"] if processor.do_center_crop else None
+    if backend in FIXED_SIZE_BACKENDS and crop is None:
+        raise UsageError(f"--backend {backend} needs images of one size: this processor does not center-crop")
     metadata = {"dinokit.model": str(model), "dinokit.pooling": pooling, "dinokit.normalize": str(normalize),
-                "dinokit.image_size": str(crop), "dinokit.interpolate_mode": str(interpolate_mode or "")}
+                "dinokit.image_size": str(crop), "dinokit.interpolate_mode": str(interpolate_mode or ""),
+                # reduced precision and int8 change the numbers: never mixed with exact ones in one output
+                "dinokit.numerics": "exact" if torch_dtype == torch.float32 and backend not in INEXACT_BACKENDS
+                else f"{dtype}+{backend}"}
     existing = read_metadata(out)
     if existing is not None:
-        clash = {k: (existing.get(k), v) for k, v in metadata.items() if existing.get(k) != v}
+        before = {"dinokit.numerics": "exact", **existing}  # outputs written before the key existed
+        clash = {k: (before.get(k), v) for k, v in metadata.items() if before.get(k) != v}
         if clash:
             raise UsageError(f"{out} holds embeddings made with other settings {clash}; "
                              "choose another output or remove it")
@@ -116,6 +129,10 @@ def embed(
 
     if mine:
         net = Dinov2Model.from_pretrained(model, interpolate_mode=interpolate_mode, device=dev, dtype=torch_dtype)
+        try:
+            forward = accelerate(net, backend, image_size=crop)
+        except BackendError as e:
+            raise UsageError(str(e)) from e
         batch_size = batch_size or default_batch_size(dev)
         shard_size = shard_size or (128 if keep_patches else 4096)
         workers = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
@@ -138,7 +155,7 @@ def embed(
                 pending_fail.extend(batch.failures)
                 summary.failures.extend(batch.failures)
                 if batch.pixel_values is not None:
-                    tokens = net(batch.pixel_values.to(dev, torch_dtype, non_blocking=True)).last_hidden_state
+                    tokens = forward(batch.pixel_values.to(dev, torch_dtype, non_blocking=True))
                     emb = pool(tokens, net.num_prefix_tokens, pooling, normalize)
                     pending_emb.append(emb.float().cpu().numpy())
                     if keep_patches:

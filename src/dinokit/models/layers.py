@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .inference import linear
+
 
 class PatchEmbed(nn.Module):
     """Non-overlapping patches → tokens. Sides that are not multiples of the patch size are floored
@@ -37,7 +39,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, need_weights: bool = False, head_mask: torch.Tensor | None = None):
         B, N, C = x.shape
-        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = linear(self.qkv, x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         drop = self.attn_drop if self.training else 0.0
         weights = None
         if need_weights or head_mask is not None:
@@ -49,7 +51,7 @@ class Attention(nn.Module):
             out = weights @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-        out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, N, C)))
+        out = self.proj_drop(linear(self.proj, out.transpose(1, 2).reshape(B, N, C)))
         return out, weights
 
 
@@ -62,7 +64,7 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        return self.drop(linear(self.fc2, self.drop(self.act(linear(self.fc1, x)))))
 
 
 class SwiGLUFFN(nn.Module):
@@ -75,8 +77,8 @@ class SwiGLUFFN(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = self.w12(x).chunk(2, dim=-1)
-        return self.drop(self.w3(F.silu(x1) * x2))
+        x1, x2 = linear(self.w12, x).chunk(2, dim=-1)
+        return self.drop(linear(self.w3, F.silu(x1) * x2))
 
 
 class LayerScale(nn.Module):

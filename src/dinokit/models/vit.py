@@ -10,14 +10,10 @@ import torch
 from torch import nn
 
 from .config import Dinov2Config
+from .inference import capturing_graph
 from .layers import Block, PatchEmbed
 from .outputs import BaseModelOutputWithPooling
 from .pos_embed import interpolate_patch_pos_embed, needs_interpolation
-
-
-def _capturing_graph() -> bool:
-    """Under torch.jit.trace, torch.export or torch.compile: no caches or data-dependent splits."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 class DinoVisionTransformer(nn.Module):
@@ -78,7 +74,7 @@ class DinoVisionTransformer(nn.Module):
         side = self.config.grid_size
         if not needs_interpolation(side, grid_hw, image_hw, mode):
             return self.pos_embed
-        cacheable = not torch.is_grad_enabled() and not _capturing_graph()
+        cacheable = not torch.is_grad_enabled() and not capturing_graph()
         # inference tensors keep no version counter; their data changes only through a new tensor
         version = -1 if self.pos_embed.is_inference() else self.pos_embed._version
         key = (grid_hw, mode, self.pos_embed.dtype, self.pos_embed.device, version, self.pos_embed.data_ptr())
@@ -151,7 +147,7 @@ class DinoVisionTransformer(nn.Module):
 
     def _split_batch(self, x: torch.Tensor) -> bool:
         """Large CPU batches run in chunks at inference: same numbers, faster (the matrices fit the cache)."""
-        if _capturing_graph():  # exported graphs keep a dynamic batch
+        if capturing_graph():  # exported graphs keep a dynamic batch
             return False
         return (x.device.type == "cpu" and not torch.is_grad_enabled()
                 and x.shape[0] * x.shape[1] >= 2 * self.CPU_TOKENS_PER_CHUNK)

@@ -1,0 +1,49 @@
+"""Inference-only fast paths, and when they must stay off (training, tracing, exporting, compiling).
+
+`linear` runs an `nn.Linear` on CPU through oneDNN with its weight packed once, instead of MKL's sgemm:
+measured 1.1–1.4× faster per projection on our AMD EPYC (AVX2) machines, with the same numbers to float32
+rounding (≤ 1e-5 on the model output; tested). Only under `torch.inference_mode()` (as dinokit's jobs run):
+there no autograd, FSDP or EMA update can touch the weights behind the cache's back. The packed copy is
+kept beside the layer (not in it: copies and pickles of the model stay plain) and rebuilt when the weight
+changes (a new storage or an in-place update); it costs as much memory again as the Linear weights. Set
+DINOKIT_PACKED_LINEAR=0 to use plain `F.linear` everywhere.
+"""
+from __future__ import annotations
+
+import os
+import weakref
+
+import torch
+from torch import nn
+
+_PACKED_LINEAR = (os.environ.get("DINOKIT_PACKED_LINEAR", "1") != "0" and torch.backends.mkldnn.is_available()
+                  and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer → ((data_ptr, version), packed weight)
+
+
+def capturing_graph() -> bool:
+    """Under torch.jit.trace, torch.export or torch.compile: no caches or data-dependent paths."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)`, through a packed oneDNN weight when `layer` is a plain float32 nn.Linear at CPU inference."""
+    if (_PACKED_LINEAR and type(layer) is nn.Linear and x.device.type == "cpu" and x.dtype == torch.float32
+            and layer.weight.dtype == torch.float32 and torch.is_inference_mode_enabled() and not capturing_graph()):
+        packed = _packed_weight(layer)
+        if packed is not None:
+            return torch.ops.mkldnn._linear_pointwise(x, packed, layer.bias, "none", [], "")
+    return layer(x)
+
+
+def _packed_weight(layer: nn.Linear) -> torch.Tensor | None:
+    weight = layer.weight
+    try:
+        key = (weight.data_ptr(), weight._version)
+    except RuntimeError:  # an inference tensor has no version counter: nothing tells us when it changes
+        return None
+    cached = _PACKED.get(layer)
+    if cached is None or cached[0] != key:
+        cached = _PACKED[layer] = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
+    return cached[1]
