@@ -33,6 +33,7 @@ from torch import nn
 BACKENDS = ("eager", "compile", "onnxruntime", "onnxruntime-int8", "int8", "cuda-graphs")
 FIXED_SIZE_BACKENDS = ("onnxruntime", "onnxruntime-int8")
 INEXACT_BACKENDS = ("onnxruntime-int8", "int8")
+EXPORT_TOLERANCE = 1e-4  # the exported graph must give the eager numbers before it replaces them
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
@@ -100,7 +101,9 @@ class OnnxRuntimeRunner:
         cpu_model = copy.deepcopy(model).float().cpu()
         with tempfile.TemporaryDirectory(prefix="dinokit-ort-") as tmp:
             path = Path(tmp) / "model.onnx"
-            self.export_max_abs_diff = export_model(cpu_model, "onnx", path, image_size=image_size).max_abs_diff
+            diff = export_model(cpu_model, "onnx", path, image_size=image_size).max_abs_diff
+            if diff > EXPORT_TOLERANCE:
+                raise BackendError(f"the ONNX export differs from eager PyTorch by {diff:.1e} (> {EXPORT_TOLERANCE})")
             if quantize:
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -173,6 +176,13 @@ _BF16_PROBE = ("import torch; a = torch.randn(256, 256, dtype=torch.bfloat16); "
 def cpu_bf16_works() -> bool:
     """Whether bf16 matrix multiplies run on this CPU, tried in a child process (AMX may raise SIGILL)."""
     return _child_survives(_BF16_PROBE)
+
+
+def require_cpu_bf16() -> None:
+    """BackendError unless a bf16 matrix multiply survived in a child process."""
+    if not cpu_bf16_works():
+        raise BackendError("a bf16 matrix multiply crashed a test process on this CPU (AMX 'Illegal "
+                           "instruction'); use --dtype float32")
 
 
 def _child_survives(code: str) -> bool:

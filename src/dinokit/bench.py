@@ -187,7 +187,7 @@ def bench_models(sizes=("s", "b"), image_sizes=(224,), batch_sizes=(1, 8, 32), r
 
 def bench_backends(backends, sizes=("s",), batch_sizes=(1, 8, 32), image_size: int = 224, repeats: int = 10,
                    warmup: int = 2, device: str = "cpu", dtype: torch.dtype = torch.float32, photos=None,
-                   knn: bool = True, progress=print) -> dict:
+                   photos_limit: int | None = 100, knn: bool = True, progress=print) -> dict:
     """The opt-in backends against dinokit's default (eager, in `dtype`): speed-up, and what they do to the numbers.
 
     Effects are measured against eager float32 on real photos (cosine similarity of the CLS and patch tokens)
@@ -197,7 +197,7 @@ def bench_backends(backends, sizes=("s",), batch_sizes=(1, 8, 32), image_size: i
 
     device = torch.device(device)
     rows, effects = [], []
-    pixels = _photo_pixels(photos, image_size) if photos else None
+    pixels = _photo_pixels(photos, image_size, photos_limit) if photos else None
     digits = _digits() if knn else None
     for n, size in enumerate(sizes):
         name = f"ViT-{size.upper()}/14"
@@ -219,16 +219,16 @@ def bench_backends(backends, sizes=("s",), batch_sizes=(1, 8, 32), image_size: i
                 if progress:
                     progress(f"{name:9s} {image_size}px b{batch:<3d} {backend:17s} {row['img_s']['median']:7.2f} "
                              f"img/s  x{row['speedup']:.2f} vs eager  max|Δ| {row['max_abs_diff_vs_eager']:.1e}")
-        fp32_top1 = None
+        with_knn = digits is not None and n == 0
+        fp32_tokens = _batched(reference, pixels.to(device)) if pixels is not None else None  # once per model
+        fp32_top1 = _knn_top1(reference, digits, device, torch.float32) if with_knn else None
         for backend, run in runners.items():
             if backend == "eager" and dtype == torch.float32:
                 continue
             effect = {"model": name, "backend": backend, "dtype": str(dtype).replace("torch.", "")}
             if pixels is not None:
-                effect.update(_cosines(reference, run, pixels.to(device), dtype))
-            if digits is not None and n == 0:
-                if fp32_top1 is None:
-                    fp32_top1 = _knn_top1(reference, digits, device, torch.float32)
+                effect.update(_cosines(fp32_tokens, _batched(run, pixels.to(device), dtype)))
+            if with_knn:
                 top1 = _knn_top1(run, digits, device, dtype)
                 effect.update(knn_top1_fp32=fp32_top1, knn_top1_backend=top1, knn_top1_change=top1 - fp32_top1)
             effects.append(effect)
@@ -239,7 +239,7 @@ def bench_backends(backends, sizes=("s",), batch_sizes=(1, 8, 32), image_size: i
             "effects": effects}
 
 
-def _photo_pixels(folder, image_size: int, limit: int = 32) -> torch.Tensor:
+def _photo_pixels(folder, image_size: int, limit: int | None = None) -> torch.Tensor:
     from .data import Dinov2ImageProcessor, list_images, load_image
 
     processor = Dinov2ImageProcessor(size=image_size * 256 // 224, crop_size=image_size)
@@ -251,11 +251,11 @@ def _batched(run, pixels: torch.Tensor, dtype: torch.dtype = torch.float32, batc
         return torch.cat([run(part.to(dtype)).float().cpu() for part in pixels.split(batch)])
 
 
-def _cosines(reference, run, pixels, dtype) -> dict:
-    a, b = _batched(reference, pixels), _batched(run, pixels, dtype)
+def _cosines(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """CLS and patch-token cosine similarities of two [images, tokens, dim] outputs."""
     cls = torch.nn.functional.cosine_similarity(a[:, 0], b[:, 0], dim=-1)
     patches = torch.nn.functional.cosine_similarity(a[:, 1:], b[:, 1:], dim=-1)
-    return {"photos": len(pixels), "cls_cosine_min": cls.min().item(), "cls_cosine_mean": cls.mean().item(),
+    return {"photos": len(a), "cls_cosine_min": cls.min().item(), "cls_cosine_mean": cls.mean().item(),
             "patch_cosine_mean": patches.mean().item()}
 
 
@@ -394,6 +394,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-knn", action="store_true", help="skip the backends' k-NN measurement on digits")
     parser.add_argument("--photos", help="folder of photos for the backends' cosine similarities (default: the "
                                          "--embed-folder)")
+    parser.add_argument("--photos-limit", type=int, default=100, help="use at most this many photos (100)")
     parser.add_argument("--embed-folder", help="also time `dinokit embed` on this folder against a transformers loop")
     parser.add_argument("--embed-limit", type=int)
     parser.add_argument("--embed-backend", default="eager", choices=BACKENDS, help="the backend `embed` uses")
@@ -403,10 +404,12 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     if torch.device(args.device).type == "cpu" and dtype == torch.bfloat16:
-        from .accel import cpu_bf16_works
+        from .accel import BackendError, require_cpu_bf16
 
-        if not cpu_bf16_works():
-            parser.error("a bf16 matrix multiply crashed a test process on this CPU ('Illegal instruction')")
+        try:
+            require_cpu_bf16()
+        except BackendError as e:
+            parser.error(str(e))
     result: dict = {"machine": machine_info(), "command": "python -m dinokit bench " + " ".join(argv or sys.argv[1:])}
     if not args.no_peers:
         result.update(bench_models(args.models, args.image_sizes, args.batch_sizes, args.repeats, device=args.device,
@@ -415,7 +418,8 @@ def main(argv=None) -> int:
     if args.backends:
         result["backends"] = bench_backends(args.backends, args.models, args.batch_sizes, args.image_sizes[0],
                                             args.repeats, device=args.device, dtype=dtype,
-                                            photos=args.photos or args.embed_folder, knn=not args.no_knn)
+                                            photos=args.photos or args.embed_folder,
+                                            photos_limit=args.photos_limit, knn=not args.no_knn)
     if args.embed_folder:
         with tempfile.TemporaryDirectory() as tmp:
             _random_model("s").save_pretrained(tmp)

@@ -58,6 +58,14 @@ def test_backends_that_cannot_run_say_why(model_and_photos):
         accelerate(model, "tensorrt")
 
 
+def test_an_export_that_disagrees_with_eager_is_refused(model_and_photos, monkeypatch):
+    from dinokit import accel
+
+    monkeypatch.setattr(accel, "EXPORT_TOLERANCE", -1.0)  # any difference, even 0, now counts as too large
+    with pytest.raises(BackendError, match="differs from eager PyTorch"):
+        accelerate(model_and_photos[0], "onnxruntime", image_size=224)
+
+
 def test_the_bf16_probe_survives_a_crashing_child():
     assert _child_survives("pass")
     assert not _child_survives("import os, signal; os.kill(os.getpid(), signal.SIGILL)")

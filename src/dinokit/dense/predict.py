@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data import dense_transform, load_image
+from ..data import dense_transform, load_image, to_rgb
 from .models import DepthModel, SegmentationModel, load_depth_model, load_segmentation_model
 from .pictures import colour_depth, mask_picture, match_picture
 
@@ -18,7 +18,7 @@ DEPTH_PNG_SCALE = 256  # 16-bit PNG: value = depth in metres × 256 (KITTI's con
 
 def _image(image) -> Image.Image:
     """A path through the robust loader; a PIL image as RGB."""
-    return load_image(image) if not isinstance(image, Image.Image) else image.convert("RGB")
+    return load_image(image) if not isinstance(image, Image.Image) else to_rgb(image)
 
 
 def _pixels(image, short_side, device) -> tuple[Image.Image, torch.Tensor]:

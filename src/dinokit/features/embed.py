@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..accel import BACKENDS, FIXED_SIZE_BACKENDS, INEXACT_BACKENDS, BackendError, accelerate, cpu_bf16_works
+from ..accel import BACKENDS, FIXED_SIZE_BACKENDS, INEXACT_BACKENDS, BackendError, accelerate, require_cpu_bf16
 from ..distributed import ensure_process_group, rank_and_world
 from ..data import Dinov2ImageProcessor, ImageFiles, collate_images, list_images
 from ..pretrained import Dinov2Model
@@ -91,9 +91,11 @@ def embed(
     if dev.type == "cpu" and torch_dtype != torch.float32:
         if backend != "eager":
             raise UsageError(f"--backend {backend} runs in float32 on CPU; drop --dtype {dtype}")
-        if torch_dtype == torch.bfloat16 and not cpu_bf16_works():
-            raise UsageError("a bf16 matrix multiply crashed a test process on this CPU (AMX 'Illegal "
-                             "instruction'); use --dtype float32")
+        if torch_dtype == torch.bfloat16:
+            try:
+                require_cpu_bf16()
+            except BackendError as e:
+                raise UsageError(str(e)) from e
     rank, world = rank_and_world()
     out = Path(output)
 
