@@ -147,3 +147,33 @@ def test_packed_cpu_linear_gives_the_plain_numbers_and_follows_weight_updates(mo
         reference = model(x).last_hidden_state  # gradients on: the plain path
     assert max_diff(updated, packed) > 1e-3
     assert max_diff(updated, reference) < 1e-5
+
+
+def test_in_place_inference_gives_the_same_numbers_and_spares_hooked_outputs():
+    model = perturb_(Dinov2Model(tiny()))
+    x = torch.randn(3, 3, 56, 56)
+    with torch.no_grad():
+        reference = model(x).last_hidden_state  # out-of-place (no inference mode)
+    seen = {}
+
+    def keep(name):
+        def hook(module, args, output):
+            output = output[0] if isinstance(output, tuple) else output
+            seen[name] = (output, output.clone())
+        return hook
+
+    with torch.inference_mode():
+        fast = model(x).last_hidden_state
+        handles = [model.blocks[0].attn.register_forward_hook(keep("attn")),
+                   model.blocks[1].mlp.fc1.register_forward_hook(keep("fc1"))]
+        hooked = model(x).last_hidden_state
+    for h in handles:
+        h.remove()
+    assert torch.equal(fast, hooked)  # the in-place and the plain block compute the same bits
+    assert max_diff(fast, reference) < 1e-5
+    for name, (held, at_hook_time) in seen.items():  # what a hook holds is never overwritten afterwards
+        assert torch.equal(held, at_hook_time), name
+    with torch.inference_mode():
+        model.blocks[0].mlp.fc1.register_forward_hook(lambda *a: None)
+        from dinokit.models.inference import in_place_ok
+        assert in_place_ok(model.blocks[1]) and not in_place_ok(model.blocks[0])

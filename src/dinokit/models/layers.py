@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .inference import linear
+from .inference import in_place_ok, linear
 
 
 class PatchEmbed(nn.Module):
@@ -64,7 +64,12 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(linear(self.fc2, self.drop(self.act(linear(self.fc1, x)))))
+        hidden = linear(self.fc1, x)
+        if type(self.act) is nn.GELU and in_place_ok(self):  # the largest activation: no second copy
+            hidden = torch.ops.aten.gelu_(hidden, approximate=self.act.approximate)
+        else:
+            hidden = self.drop(self.act(hidden))
+        return self.drop(linear(self.fc2, hidden))
 
 
 class SwiGLUFFN(nn.Module):
@@ -135,6 +140,13 @@ class Block(nn.Module):
             x = _residual_on_subset(x, lambda y: self.ls1(self.attn(self.norm1(y))[0]), self.drop_path.p)
             return _residual_on_subset(x, lambda y: self.ls2(self.mlp(self.norm2(y))), self.drop_path.p), None
         attn, weights = self.attn(self.norm1(x), need_weights=need_weights, head_mask=head_mask)
+        if in_place_ok(self):  # the branches' outputs are fresh: scale and add into them (same numbers)
+            x = _scale_(attn, self.ls1).add_(x)
+            return _scale_(self.mlp(self.norm2(x)), self.ls2).add_(x), weights
         x = x + self.drop_path(self.ls1(attn))
         x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x, weights
+
+
+def _scale_(x: torch.Tensor, layer_scale: nn.Module) -> torch.Tensor:
+    return x.mul_(layer_scale.gamma) if isinstance(layer_scale, LayerScale) else layer_scale(x)
