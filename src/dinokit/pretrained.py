@@ -129,7 +129,7 @@ class MMPretrainFeatureModel(nn.Module):
         self.backbone = backbone
 
     def extract_feat(self, inputs: torch.Tensor) -> tuple[torch.Tensor]:
-        return (self.backbone(inputs).pooler_output,)
+        return (self.backbone.forward_class_token(inputs),)
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor]:
         return self.extract_feat(inputs)

@@ -177,3 +177,18 @@ def test_in_place_inference_gives_the_same_numbers_and_spares_hooked_outputs():
         model.blocks[0].mlp.fc1.register_forward_hook(lambda *a: None)
         from dinokit.models.inference import in_place_ok
         assert in_place_ok(model.blocks[1]) and not in_place_ok(model.blocks[0])
+
+
+@pytest.mark.parametrize("registers", [0, 4])
+def test_class_token_alone_equals_the_pooler_output(registers):
+    model = perturb_(Dinov2Model(tiny(image_size=224, num_register_tokens=registers)))
+    x = torch.randn(3, 3, 224, 224)
+    with torch.inference_mode():
+        pooled = model(x).pooler_output
+        alone = model.forward_class_token(x)
+        model.CPU_TOKENS_PER_CHUNK = 300  # and through the chunked batch path
+        chunked = model.forward_class_token(x)
+    assert alone.shape == pooled.shape == (3, 64)
+    assert max_diff(alone, pooled) < 1e-5 and max_diff(chunked, pooled) < 1e-5
+    with torch.no_grad():  # outside inference mode too (the plain, out-of-place layers)
+        assert max_diff(model.forward_class_token(x), pooled) < 1e-5

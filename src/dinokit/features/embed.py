@@ -135,6 +135,8 @@ def embed(
             forward = accelerate(net, backend, image_size=crop)
         except BackendError as e:
             raise UsageError(str(e)) from e
+        if backend == "eager" and pooling == "cls" and not keep_patches:  # the CLS token is all we keep
+            forward = lambda pixels: net.forward_class_token(pixels)[:, None]  # noqa: E731
         batch_size = batch_size or default_batch_size(dev)
         shard_size = shard_size or (128 if keep_patches else 4096)
         workers = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)

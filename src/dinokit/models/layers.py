@@ -37,9 +37,13 @@ class Attention(nn.Module):
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, need_weights: bool = False, head_mask: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, need_weights: bool = False, head_mask: torch.Tensor | None = None,
+                queries: int | None = None):
+        """`queries=n`: only the first n tokens ask (all tokens still answer); the output has n tokens."""
         B, N, C = x.shape
         q, k, v = linear(self.qkv, x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        if queries is not None:
+            q, N = q[:, :, :queries], queries
         drop = self.attn_drop if self.training else 0.0
         weights = None
         if need_weights or head_mask is not None:
@@ -146,6 +150,13 @@ class Block(nn.Module):
         x = x + self.drop_path(self.ls1(attn))
         x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x, weights
+
+
+    def forward_first_token(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output for token 0 alone, [B, 1, D]: its attention still reads every token, but only
+        the CLS token asks, and only it goes through the MLP — the last block's work for `pooler_output`."""
+        cls = x[:, :1] + self.drop_path(self.ls1(self.attn(self.norm1(x), queries=1)[0]))
+        return cls + self.drop_path(self.ls2(self.mlp(self.norm2(cls))))
 
 
 def _scale_(x: torch.Tensor, layer_scale: nn.Module) -> torch.Tensor:

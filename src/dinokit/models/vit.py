@@ -145,6 +145,21 @@ class DinoVisionTransformer(nn.Module):
             x, _ = blk(x)
         return x
 
+    def forward_class_token(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """`pooler_output` alone, [B, D]: the normalised final CLS token, without the last block's work on
+        the patch tokens (its attention from them, its projection and MLP for them: ~6% of ViT-S/B at
+        224 px). The same numbers as `forward(...).pooler_output` to float32 rounding."""
+        x = self.prepare_tokens(pixel_values)
+        *body, last = self.blocks
+
+        def run(part):
+            for blk in body:
+                part, _ = blk(part)
+            return last.forward_first_token(part)
+
+        x = self._chunked(run, x) if self._split_batch(x) else run(x)
+        return self.norm(x)[:, 0]
+
     def _split_batch(self, x: torch.Tensor) -> bool:
         """Large CPU batches run in chunks at inference: same numbers, faster (the matrices fit the cache)."""
         if capturing_graph():  # exported graphs keep a dynamic batch
@@ -153,8 +168,11 @@ class DinoVisionTransformer(nn.Module):
                 and x.shape[0] * x.shape[1] >= 2 * self.CPU_TOKENS_PER_CHUNK)
 
     def _blocks_inference(self, x: torch.Tensor) -> torch.Tensor:
+        return self._chunked(self._blocks, x)
+
+    def _chunked(self, run, x: torch.Tensor) -> torch.Tensor:
         chunk = max(1, self.CPU_TOKENS_PER_CHUNK // x.shape[1])
-        return torch.cat([self._blocks(part) for part in x.split(chunk)], dim=0)
+        return torch.cat([run(part) for part in x.split(chunk)], dim=0)
 
     def _head_masks(self, head_mask: torch.Tensor | None) -> list:
         """transformers' head_mask: [heads] for every layer or [layers, heads]; 1 keeps a head, 0 masks it."""
