@@ -1,5 +1,6 @@
 """The model itself: sizes, outputs, masks, attention paths, tracing."""
 import copy
+import threading
 
 import pytest
 import torch
@@ -192,3 +193,31 @@ def test_class_token_alone_equals_the_pooler_output(registers):
     assert max_diff(alone, pooled) < 1e-5 and max_diff(chunked, pooled) < 1e-5
     with torch.no_grad():  # outside inference mode too (the plain, out-of-place layers)
         assert max_diff(model.forward_class_token(x), pooled) < 1e-5
+
+
+def test_cpu_batches_run_in_pieces_side_by_side_with_the_same_numbers(monkeypatch):
+    from dinokit.models import inference
+
+    if torch.get_num_threads() < 2:
+        pytest.skip("needs two CPU threads")
+    model = perturb_(Dinov2Model(tiny(image_size=224)))
+    x = torch.randn(5, 3, 224, 224)
+    threads = torch.get_num_threads()
+    with torch.inference_mode():
+        tokens = model.prepare_tokens(x)
+        assert model._split_batch(tokens) == -(-5 // threads)  # one piece per thread
+        together = model(x).last_hidden_state
+        cls = model.forward_class_token(x)
+        workers = {t.name for t in threading.enumerate() if t.name.startswith("dinokit-cpu")}
+        assert len(workers) == threads
+        assert torch.get_num_threads() == threads  # the workers' own setting does not leak out
+        monkeypatch.setattr(inference, "_CPU_STREAMS", False)
+        assert model._split_batch(tokens) == 0
+        plain = model(x).last_hidden_state
+        monkeypatch.setattr(inference, "_CPU_STREAMS", True)
+        hook = model.blocks[0].register_forward_hook(lambda *a: None)
+        assert model._split_batch(tokens) == 0  # a hook sees whole batches, in order, in the caller's thread
+        hook.remove()
+    with torch.no_grad():
+        assert model._split_batch(tokens) == 0  # side by side only at inference
+    assert max_diff(together, plain) < 1e-5 and max_diff(cls, together[:, 0]) < 1e-5
