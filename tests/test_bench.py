@@ -35,3 +35,17 @@ def test_backend_bench_measures_speed_and_effect(photos):
     assert effects["onnxruntime"]["cls_cosine_min"] > 0.99999
     assert 0.9 < effects["int8"]["cls_cosine_min"] < 0.99999
     assert effects["int8"]["photos"] == len(photos)
+
+
+def test_embed_bench_times_both_sides_on_the_same_images_and_numbers(photos, tmp_path):
+    import json
+
+    from dinokit.bench import main
+
+    out = tmp_path / "embed.json"
+    assert main(["--no-peers", "--embed-folder", str(photos[0].parent), "--embed-limit", "5",
+                 "--embed-repeats", "2", "-o", str(out)]) == 0
+    e = json.loads(out.read_text())["embed"]
+    assert e["images"] == 5 and [len(v) for v in e["seconds"].values()] == [2, 2]
+    assert e["max_abs_diff"] < 1e-4  # the same embeddings from both sides, image by image
+    assert e["speedup"] > 0

@@ -331,30 +331,56 @@ def markdown_table(result: dict) -> str:
 
 
 def bench_embed(folder, model_dir, batch_size: int = 32, limit: int | None = None, backend: str = "eager",
-                device: str = "cpu") -> dict:
-    """`dinokit embed` against a plain transformers loop (AutoImageProcessor + AutoModel, batch 32)."""
-    import transformers
-
+                device: str = "cpu", repeats: int = 3) -> dict:
+    """`dinokit embed` against a plain transformers loop (AutoImageProcessor + AutoModel, batch 32), in turn
+    `repeats` times (the machine's drift hits both alike), after one untimed run of each on a few images
+    (imports, a warm disk cache); images/s are medians. dinokit runs in transformers' interpolation mode,
+    so that the two sides' embeddings can be compared."""
     from .data import list_images
-    from .features import embed
+    from .features import embed, read_embeddings
 
     paths = [str(p) for p in list_images(folder)][:limit]
+    for p in paths:
+        Path(p).read_bytes()
+
+    def dinokit_embed(paths) -> tuple[float, np.ndarray]:
+        with tempfile.TemporaryDirectory() as tmp:
+            listing = Path(tmp) / "list.txt"
+            listing.write_text("\n".join(paths))
+            summary = embed([listing], Path(tmp) / "out", str(model_dir), backend=backend, device=device,
+                            interpolate_mode="hf", progress=False)
+            done, emb, _ = read_embeddings(Path(tmp) / "out")
+            row = {path: i for i, path in enumerate(done)}  # embed stores resolved paths, in its own order
+            return summary.seconds, emb[[row[str(Path(p).resolve())] for p in paths]]
+
+    _transformers_loop(paths[:8], model_dir, batch_size, device), dinokit_embed(paths[:8])
+    times: dict[str, list[float]] = {"transformers": [], "dinokit": []}
+    for _ in range(repeats):
+        seconds, theirs = _transformers_loop(paths, model_dir, batch_size, device)
+        times["transformers"].append(seconds)
+        seconds, ours = dinokit_embed(paths)
+        times["dinokit"].append(seconds)
+    hf, dk = (_img_s(len(paths), times[k]) for k in ("transformers", "dinokit"))
+    return {"images": len(paths), "backend": backend, "repeats": repeats, "seconds": times,
+            "transformers_loop_img_s": hf["median"], "dinokit_embed_img_s": dk["median"],
+            "speedup": dk["median"] / hf["median"], "max_abs_diff": float(np.abs(ours - theirs).max())}
+
+
+def _transformers_loop(paths, model_dir, batch_size: int, device) -> tuple[float, np.ndarray]:
+    """What a transformers user writes: seconds (loading the model included, as a user's run does) and the
+    CLS embeddings (`pooler_output`) in the order of `paths`."""
+    import transformers
     from PIL import Image
 
-    t = time.perf_counter()  # both sides include loading the model, as a user's run does
+    t = time.perf_counter()
     processor = transformers.AutoImageProcessor.from_pretrained(model_dir, backend="pil")
     hf = transformers.AutoModel.from_pretrained(model_dir).eval().to(device)
+    out = []
     with torch.inference_mode():
         for i in range(0, len(paths), batch_size):
             images = [Image.open(p).convert("RGB") for p in paths[i:i + batch_size]]
-            hf(**processor(images=images, return_tensors="pt").to(device)).pooler_output.cpu()
-    hf_time = time.perf_counter() - t
-    with tempfile.TemporaryDirectory() as tmp:
-        listing = Path(tmp) / "list.txt"
-        listing.write_text("\n".join(paths))
-        s = embed([listing], Path(tmp) / "out", str(model_dir), backend=backend, device=device, progress=False)
-    return {"images": len(paths), "backend": backend, "transformers_loop_img_s": len(paths) / hf_time,
-            "dinokit_embed_img_s": len(paths) / s.seconds, "speedup": hf_time / s.seconds}
+            out.append(hf(**processor(images=images, return_tensors="pt").to(device)).pooler_output.cpu())
+    return time.perf_counter() - t, torch.cat(out).float().numpy()
 
 
 def backends_table(result: dict) -> str:
@@ -397,6 +423,7 @@ def main(argv=None) -> int:
     parser.add_argument("--photos-limit", type=int, default=100, help="use at most this many photos (100)")
     parser.add_argument("--embed-folder", help="also time `dinokit embed` on this folder against a transformers loop")
     parser.add_argument("--embed-limit", type=int)
+    parser.add_argument("--embed-repeats", type=int, default=3, help="runs of each side, in turn (3)")
     parser.add_argument("--embed-backend", default="eager", choices=BACKENDS, help="the backend `embed` uses")
     parser.add_argument("-o", "--output", default="bench.json")
     args = parser.parse_args(argv)
@@ -429,11 +456,11 @@ def main(argv=None) -> int:
                 "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
                 "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "do_convert_rgb": True}))
             result["embed"] = bench_embed(args.embed_folder, tmp, limit=args.embed_limit, backend=args.embed_backend,
-                                          device=args.device)
+                                          device=args.device, repeats=args.embed_repeats)
         e = result["embed"]
-        print(f"embed ViT-S/14 ({e['backend']}), {e['images']} images: transformers loop "
+        print(f"embed ViT-S/14 ({e['backend']}), {e['images']} images, median of {e['repeats']}: transformers loop "
               f"{e['transformers_loop_img_s']:.1f} img/s, dinokit embed {e['dinokit_embed_img_s']:.1f} img/s "
-              f"(x{e['speedup']:.2f})")
+              f"(x{e['speedup']:.2f}); max abs difference of the embeddings {e['max_abs_diff']:.1e}")
     if "rows" in result:
         print(markdown_table(result))
     if "backends" in result:
