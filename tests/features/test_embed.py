@@ -132,7 +132,6 @@ def test_torchrun_two_processes_equal_one(photo_folder, tiny_model_dir, tmp_path
 @pytest.mark.slow
 def test_memory_stays_flat(tmp_path, tiny_model_dir):
     """Peak RSS with 600 images is about what it is with 150 (streaming, not collecting)."""
-    import resource  # noqa: F401  (Linux ru_maxrss of the child, in kB)
 
     def peak(n):
         folder = tmp_path / f"imgs{n}"

@@ -1,5 +1,4 @@
 """Reference models built by the reference libraries themselves, with random weights."""
-import torch
 import transformers
 
 from tests.conftest import perturb_
