@@ -221,3 +221,20 @@ def test_cpu_batches_run_in_pieces_side_by_side_with_the_same_numbers(monkeypatc
     with torch.no_grad():
         assert model._split_batch(tokens) == 0  # side by side only at inference
     assert max_diff(together, plain) < 1e-5 and max_diff(cls, together[:, 0]) < 1e-5
+
+
+
+def test_callers_in_several_threads_share_the_pieces_pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = perturb_(Dinov2Model(tiny(image_size=224)))
+    inputs = [torch.randn(4, 3, 224, 224) for _ in range(4)]
+
+    def forward(x):
+        with torch.inference_mode():
+            return model(x).last_hidden_state
+
+    alone = [forward(x) for x in inputs]
+    with ThreadPoolExecutor(4) as callers:
+        together = list(callers.map(forward, inputs))
+    assert all(max_diff(a, b) < 1e-5 for a, b in zip(alone, together))
