@@ -151,7 +151,6 @@ class Block(nn.Module):
         x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x, weights
 
-
     def forward_first_token(self, x: torch.Tensor) -> torch.Tensor:
         """The block's output for token 0 alone, [B, 1, D]: its attention still reads every token, but only
         the CLS token asks, and only it goes through the MLP — the last block's work for `pooler_output`."""

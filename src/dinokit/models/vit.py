@@ -118,7 +118,7 @@ class DinoVisionTransformer(nn.Module):
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
         if hidden_states is None and attentions is None and head_mask is None:
-            x = self._blocks_inference(x) if self._split_batch(x) else self._blocks(x)
+            x = self._in_pieces(self._blocks, x)
         else:
             for blk, mask in zip(self.blocks, head_masks):
                 x, weights = blk(x, need_weights=bool(output_attentions), head_mask=mask)
@@ -157,7 +157,7 @@ class DinoVisionTransformer(nn.Module):
                 part, _ = blk(part)
             return last.forward_first_token(part)
 
-        x = self._chunked(run, x) if self._split_batch(x) else run(x)
+        x = self._in_pieces(run, x)
         return self.norm(x)[:, 0]
 
     def _split_batch(self, x: torch.Tensor) -> int:
@@ -173,11 +173,12 @@ class DinoVisionTransformer(nn.Module):
             per_piece = min(per_piece, -(-B // streams))
         return per_piece if per_piece < B else 0
 
-    def _blocks_inference(self, x: torch.Tensor) -> torch.Tensor:
-        return self._chunked(self._blocks, x)
-
-    def _chunked(self, run, x: torch.Tensor) -> torch.Tensor:
-        pieces = list(x.split(self._split_batch(x)))
+    def _in_pieces(self, run, x: torch.Tensor) -> torch.Tensor:
+        """run(x), or run over the pieces `_split_batch` chooses (side by side when `cpu_streams` allows)."""
+        per_piece = self._split_batch(x)
+        if not per_piece:
+            return run(x)
+        pieces = list(x.split(per_piece))
         streams = cpu_streams(self)
         outputs = side_by_side(run, pieces, streams) if streams > 1 else [run(piece) for piece in pieces]
         return torch.cat(outputs, dim=0)
