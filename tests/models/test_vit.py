@@ -112,12 +112,12 @@ def test_large_cpu_batches_split_internally_give_the_same_numbers():
     model.CPU_TOKENS_PER_CHUNK = 600  # force several chunks on a small batch
     x = torch.randn(9, 3, 224, 224)
     with torch.no_grad():
-        assert model._split_batch(model.prepare_tokens(x))
+        assert model._split_batch(model.prepare_tokens(x))[0]
         together = model(x).last_hidden_state
         one_by_one = torch.cat([model(x[i:i + 1]).last_hidden_state for i in range(9)])
     assert max_diff(together, one_by_one) < 1e-5
     with torch.enable_grad():
-        assert not model._split_batch(model.prepare_tokens(x))  # training keeps the plain path
+        assert model._split_batch(model.prepare_tokens(x)) == (0, 1)  # training keeps the plain path
 
 
 @pytest.mark.parametrize("swiglu", [False, True])
@@ -205,23 +205,49 @@ def test_cpu_batches_run_in_pieces_side_by_side_with_the_same_numbers(monkeypatc
     threads = torch.get_num_threads()
     with torch.inference_mode():
         tokens = model.prepare_tokens(x)
-        assert model._split_batch(tokens) == -(-5 // threads)  # one piece per thread
+        assert model._split_batch(tokens) == (-(-5 // threads), threads)  # one piece per thread
         together = model(x).last_hidden_state
         cls = model.forward_class_token(x)
         workers = {t.name for t in threading.enumerate() if t.name.startswith("dinokit-cpu")}
         assert len(workers) == threads
         assert torch.get_num_threads() == threads  # the workers' own setting does not leak out
         monkeypatch.setattr(inference, "_CPU_STREAMS", False)
-        assert model._split_batch(tokens) == 0
+        assert model._split_batch(tokens) == (0, 1)
         plain = model(x).last_hidden_state
         monkeypatch.setattr(inference, "_CPU_STREAMS", True)
         hook = model.blocks[0].register_forward_hook(lambda *a: None)
-        assert model._split_batch(tokens) == 0  # a hook sees whole batches, in order, in the caller's thread
+        assert model._split_batch(tokens) == (0, 1)  # a hook sees whole batches, in order, in the caller's thread
         hook.remove()
     with torch.no_grad():
-        assert model._split_batch(tokens) == 0  # side by side only at inference
+        assert model._split_batch(tokens) == (0, 1)  # side by side only at inference
     assert max_diff(together, plain) < 1e-5 and max_diff(cls, together[:, 0]) < 1e-5
 
+
+def test_pieces_go_side_by_side_only_while_they_keep_the_threads_busy():
+    from dinokit.models.inference import images_per_stream
+
+    assert images_per_stream(8, 2, largest=8) == 4
+    assert images_per_stream(32, 2, largest=8) == 8  # two rounds of two pieces of 8
+    assert images_per_stream(3, 2, largest=3) == 2  # 2 + 1 images: three quarters busy
+    assert images_per_stream(1, 2, largest=1) == 0  # one image cannot be cut by batch
+    assert images_per_stream(64, 16, largest=8) == 4  # every thread a piece of 4
+    assert images_per_stream(8, 16, largest=8) == 0  # half of 16 threads idle: every op on all 16 instead
+    assert images_per_stream(20, 16, largest=8) == 0  # 2 + 2 + 2 + 2 + 1 … : most threads wait for the pairs
+
+
+def test_a_batch_smaller_than_the_thread_count_keeps_every_thread():
+    model = perturb_(Dinov2Model(tiny(image_size=224)))
+    x = torch.randn(2, 3, 224, 224)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(8)
+        with torch.inference_mode():
+            assert model._split_batch(model.prepare_tokens(x)) == (0, 1)  # not 2 pieces on 8 threads
+            wide = model(x).last_hidden_state
+    finally:
+        torch.set_num_threads(threads)
+    with torch.inference_mode():
+        assert max_diff(wide, model(x).last_hidden_state) < 1e-5
 
 
 def test_callers_in_several_threads_share_the_pieces_pool():

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .config import Dinov2Config
-from .inference import capturing_graph, cpu_streams, side_by_side
+from .inference import capturing_graph, cpu_streams, images_per_stream, side_by_side
 from .layers import Block, PatchEmbed
 from .outputs import BaseModelOutputWithPooling
 from .pos_embed import interpolate_patch_pos_embed, needs_interpolation
@@ -160,26 +160,27 @@ class DinoVisionTransformer(nn.Module):
         x = self._in_pieces(run, x)
         return self.norm(x)[:, 0]
 
-    def _split_batch(self, x: torch.Tensor) -> int:
-        """Images per piece when a CPU inference batch runs in pieces (0: in one go). Same numbers, faster:
-        pieces of ~2,048 tokens keep the activations in cache, and at inference with several threads the
-        pieces run side by side, one thread each (see `inference.cpu_streams`)."""
+    def _split_batch(self, x: torch.Tensor) -> tuple[int, int]:
+        """(images per piece, threads side by side) when a CPU inference batch runs in pieces; (0, 1): in one
+        go. Same numbers, faster: pieces of ~2,048 tokens keep the activations in cache, and at inference
+        with several threads the pieces run side by side, one thread each, as long as that keeps the threads
+        busy (see `inference.cpu_streams` and `images_per_stream`)."""
         if capturing_graph() or x.device.type != "cpu" or torch.is_grad_enabled():  # exports keep a dynamic batch
-            return 0
+            return 0, 1
         B, N = x.shape[:2]
-        per_piece = max(1, self.CPU_TOKENS_PER_CHUNK // N) if B * N >= 2 * self.CPU_TOKENS_PER_CHUNK else B
+        largest = max(1, self.CPU_TOKENS_PER_CHUNK // N) if B * N >= 2 * self.CPU_TOKENS_PER_CHUNK else B
         streams = cpu_streams(self)
-        if streams > 1:
-            per_piece = min(per_piece, -(-B // streams))
-        return per_piece if per_piece < B else 0
+        per_piece = images_per_stream(B, streams, largest) if streams > 1 else 0
+        if per_piece:
+            return (per_piece, streams) if per_piece < B else (0, 1)
+        return (largest, 1) if largest < B else (0, 1)
 
     def _in_pieces(self, run, x: torch.Tensor) -> torch.Tensor:
-        """run(x), or run over the pieces `_split_batch` chooses (side by side when `cpu_streams` allows)."""
-        per_piece = self._split_batch(x)
+        """run(x), or run over the pieces `_split_batch` chooses (side by side when it says so)."""
+        per_piece, streams = self._split_batch(x)
         if not per_piece:
             return run(x)
         pieces = list(x.split(per_piece))
-        streams = cpu_streams(self)
         outputs = side_by_side(run, pieces, streams) if streams > 1 else [run(piece) for piece in pieces]
         return torch.cat(outputs, dim=0)
 
