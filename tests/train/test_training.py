@@ -74,6 +74,23 @@ def test_two_processes_equal_one(images, tmp_path, strategy, report):
     assert len(a) == len(b) == 4 and worst < 1e-5
 
 
+def test_fsdp_resumes_with_its_adam_moments(images, tmp_path):
+    common = ["train", "--config", "smoke", f"train.dataset_path={images}", "crops.local_crops_number=2",
+              "optim.epochs=2", "train.epoch_length=3", "student.drop_path_rate=0.0", "distributed.strategy=fsdp",
+              "train.batch_size_per_gpu=4", "train.checkpoint_every=3"]
+    straight = torchrun(2, *common, "train.max_steps=6", "-o", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    first = torchrun(2, *common, "train.max_steps=3", "-o", tmp_path / "resumed")
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = torchrun(2, *common, "train.max_steps=6", "-o", tmp_path / "resumed", "--resume")
+    assert again.returncode == 0, again.stderr[-3000:]
+    a, b = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    assert [r["step"] for r in b] == list(range(6)) and all(r["lr"] > 0 for r in a[3:])
+    for x, y in zip(a, b):
+        for key in ("loss", "dino_global_crops_loss", "ibot_loss", "koleo_loss"):
+            assert abs(x[key] - y[key]) < 1e-6, (x["step"], key)
+
+
 def photo_crops(root, photos, per_photo, seed, size=64):
     """A class per shared photo: random crops (15–50% of the area) resized to 64 px."""
     rng = np.random.default_rng(seed)

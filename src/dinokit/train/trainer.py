@@ -122,12 +122,29 @@ def save_checkpoint(path: Path, arch, optimizer, step: int, cfg: dict, sharded: 
     """Rank 0 writes; with FSDP every process takes part in gathering the shards."""
     if rank_and_world()[0] != 0 and not sharded:
         return
-    state = {"model": _full_state(arch), "step": step, "config": cfg}
-    state["optimizer"] = None if sharded else optimizer.state_dict()
+    state = {"model": _full_state(arch), "step": step, "config": cfg, "optimizer": _optimizer_state(arch, optimizer)}
     if rank_and_world()[0] == 0:
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save(state, tmp)
         os.replace(tmp, path)
+
+
+def _optimizer_state(arch, optimizer) -> dict:
+    """The optimizer's whole state keyed by parameter name (FSDP's shards gathered, every process taking part):
+    one layout for one process, DDP and FSDP, and an FSDP run resumes with its Adam moments (tested)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(arch, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def _load_optimizer_state(arch, optimizer, saved: dict) -> None:
+    """Each process passes the whole saved state; FSDP keeps its own shard of it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    if all(isinstance(k, int) for k in saved["state"]):  # checkpoints from before the names: one process or DDP
+        optimizer.load_state_dict(saved)
+    else:
+        set_optimizer_state_dict(arch, optimizer, saved, options=StateDictOptions(full_state_dict=True))
 
 
 def export_model(arch: SSLMetaArch, folder: Path, sharded: bool) -> Path:
@@ -197,8 +214,8 @@ def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True
                                cfg["optim"]["patch_embed_lr_mult"])
                   + [g for name, head in arch.student.items() if name != "backbone" for g in param_groups(head)])
     optimizer = torch.optim.AdamW(groups, betas=(cfg["optim"]["adamw_beta1"], cfg["optim"]["adamw_beta2"]))
-    if state is not None and state["optimizer"] is not None and not sharded:
-        optimizer.load_state_dict(state["optimizer"])
+    if state is not None and state["optimizer"] is not None:  # None: an FSDP checkpoint from before the names
+        _load_optimizer_state(arch, optimizer, state["optimizer"])
     if rank == 0:
         (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         log_path = out / "log.jsonl"
