@@ -171,8 +171,8 @@ class DinoVisionTransformer(nn.Module):
         largest = max(1, self.CPU_TOKENS_PER_CHUNK // N) if B * N >= 2 * self.CPU_TOKENS_PER_CHUNK else B
         streams = cpu_streams(self)
         per_piece = images_per_stream(B, streams, largest) if streams > 1 else 0
-        if per_piece:
-            return (per_piece, streams) if per_piece < B else (0, 1)
+        if per_piece:  # always fewer than B: at least two streams, and one image alone is never split
+            return per_piece, streams
         return (largest, 1) if largest < B else (0, 1)
 
     def _in_pieces(self, run, x: torch.Tensor) -> torch.Tensor:
