@@ -85,7 +85,7 @@ os.register_at_fork(after_in_child=_forget_pool)
 
 def cpu_streams(module: nn.Module) -> int:
     """How many pieces of a CPU batch may run side by side, each in its own thread with one intra-op thread:
-    on our 2-core machines that is ×1.15–×1.26 for ViT-S on a busy host, ×1.03–×1.11 on a quiet one (×1.02 for
+    on our 2-core machines that is ×1.15–×1.26 for ViT-S on a busy host, ×1.02–×1.05 on a quiet one (×1.02 for
     ViT-B), over splitting every operation across both cores (no barrier after each operation, no core
     waiting for the other). `images_per_stream` decides whether a given batch is worth it. 1 when it must not: outside
     `in_place_ok`, with one thread, inside a piece already, or with DINOKIT_CPU_STREAMS=0."""
