@@ -2,17 +2,20 @@
 and the entry points of the other libraries: torch.hub names and mmpretrain's `get_model`."""
 from __future__ import annotations
 
+import warnings
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .heads.backbone import FeatureBackbone
 from .heads.classification import ImageClassifier
-from .models.config import Dinov2Config, preset_config
+from .models.config import Dinov2Config, generic_labels, preset_config
 from .models.vit import DinoVisionTransformer
 from .weights.checkpoint import load_converted, read_state_dict
 from .weights.formats import hf_base_prefix, to_hf
 from .weights.names import lookup
-from .weights.pretrained import PretrainedMixin, ResolvedCheckpoint, resolve_checkpoint, with_linear_head
+from .weights.pretrained import PretrainedMixin, ResolvedCheckpoint, device_of, load_pretrained, with_linear_head
 
 
 class Dinov2Model(PretrainedMixin, DinoVisionTransformer):
@@ -23,28 +26,36 @@ class Dinov2Model(PretrainedMixin, DinoVisionTransformer):
 
 class Dinov2ForImageClassification(PretrainedMixin, ImageClassifier):
     """transformers' `Dinov2ForImageClassification`; also loads the official linear heads:
-    `from_pretrained("dinov2_vits14_lc", layers=1|4)` or `from_pretrained(backbone, head="..._linear4_head.pth")`."""
+    `from_pretrained("dinov2_vits14_lc", layers=1|4)` or `from_pretrained(backbone, head="..._linear4_head.pth")`.
+    A backbone-only checkpoint gets a new, randomly initialised head of `num_labels` classes, as in transformers."""
 
     hf_architecture = "Dinov2ForImageClassification"
+    load_options = ("head", "layers", "ignore_mismatched_sizes")
 
     @classmethod
-    def _config_for(cls, config, found: ResolvedCheckpoint, head=None, layers=None, id2label=None, **_):
+    def _config_for(cls, config, found: ResolvedCheckpoint, head=None, layers=None, ignore_mismatched_sizes=False,
+                    labels_asked=False):
         if head is not None:
             found.head = read_state_dict(head)
-        if found.head is None:
-            raise ValueError("this checkpoint has no classification head: load a classifier checkpoint, an `_lc` "
-                             "name, or pass head=FILE (an official *_linear_head.pth / *_linear4_head.pth)")
-        rows, width = found.head["weight"].shape
-        layers = layers or max(1, width // config.hidden_size - 1)
-        if config.id2label is not None and len(config.id2label) == rows and id2label is None:
-            id2label = config.id2label
-        elif id2label is None and rows != 1000:
-            id2label = {i: f"LABEL_{i}" for i in range(rows)}
-        return with_linear_head(config, layers, id2label)
+        if found.head is not None:
+            rows, width = found.head["weight"].shape
+            layers = layers or max(1, width // config.hidden_size - 1)
+            if labels_asked and config.num_labels != rows:
+                if not ignore_mismatched_sizes:
+                    raise ValueError(f"the checkpoint's head has {rows} classes and num_labels={config.num_labels} was "
+                                     "asked for: pass ignore_mismatched_sizes=True to start a new head")
+                found.head = None
+            elif not generic_labels(config.id2label) and len(config.id2label) == rows:
+                return with_linear_head(config, layers, config.id2label)
+            else:  # unnamed classes: ImageNet-1k's names for a 1000-class head (the released ones), else LABEL_i
+                return with_linear_head(config, layers, None if rows == 1000 else {i: f"LABEL_{i}" for i in range(rows)})
+        warnings.warn(f"the classification head ({config.num_labels} classes) is newly initialised: train it before use")
+        return with_linear_head(config, layers or 1, config.id2label)
 
-    def _load_resolved(self, found: ResolvedCheckpoint, source: str, **_):
+    def _load_resolved(self, found: ResolvedCheckpoint, source: str):
         load_converted(self.dinov2, found.state_dict, source=source)
-        load_converted(self.classifier, found.head, source=f"{source} (classification head)")
+        if found.head is not None:
+            load_converted(self.classifier, found.head, source=f"{source} (classification head)")
 
     def _hf_state_dict(self):
         prefix = hf_base_prefix(self.config.num_register_tokens > 0)
@@ -58,29 +69,78 @@ class Dinov2Backbone(PretrainedMixin, FeatureBackbone):
 
     hf_architecture = "Dinov2Backbone"
 
-    @classmethod
-    def _config_for(cls, config, found, out_features=None, out_indices=None, **_):
-        if out_features is not None or out_indices is not None:
-            config = config.replace(out_features=out_features, out_indices=out_indices)
-        return config
-
-    def _load_resolved(self, found: ResolvedCheckpoint, source: str, **_):
+    def _load_resolved(self, found: ResolvedCheckpoint, source: str):
         load_converted(self.dinov2, found.state_dict, source=source)
 
     def _hf_state_dict(self):
         return to_hf(self.dinov2.state_dict())
 
 
-def load_model(name_or_path, *, interpolate_mode: str | None = None, device="cpu",
-               dtype: torch.dtype = torch.float32, config: Dinov2Config | None = None, **kwargs):
+def load_model(name_or_path, *model_args, **kwargs):
     """An eval-mode model from a Hugging Face id, a torch.hub name, an mmpretrain name, or a local file or
     folder in any supported layout (official, transformers, timm, mmpretrain). Checkpoints with a
     classification head (`_lc` names, `*-imagenet1k-1-layer`, classifier folders, or `head=FILE`) give a
-    `Dinov2ForImageClassification`, every other one a `Dinov2Model`."""
-    found = resolve_checkpoint(name_or_path, head_layers=kwargs.get("layers"))
-    cls = Dinov2ForImageClassification if found.head is not None or kwargs.get("head") else Dinov2Model
-    return cls.from_resolved(found, str(name_or_path), interpolate_mode=interpolate_mode, device=device,
-                             dtype=dtype, config=config, **kwargs)
+    `Dinov2ForImageClassification`, every other one a `Dinov2Model`. Keywords as `from_pretrained`'s."""
+    def choose(found, options):
+        return Dinov2ForImageClassification if found.head is not None or options.get("head") else Dinov2Model
+
+    return load_pretrained(choose, "load_model", name_or_path, model_args, Dinov2ForImageClassification.load_options,
+                           **kwargs)
+
+
+# --- transformers' Auto* entry points -------------------------------------------------------------------
+class _Auto:
+    """`from_pretrained` / `from_config` of transformers' Auto classes, for every DINOv2 checkpoint."""
+
+    model_class: type
+
+    def __init__(self):
+        raise EnvironmentError(f"{type(self).__name__} is built with {type(self).__name__}.from_pretrained(...) "
+                               f"or .from_config(config)")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        return cls.model_class.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    @classmethod
+    def from_config(cls, config: Dinov2Config, **overrides):
+        """A randomly initialised model of `config` (fields overridable by keyword)."""
+        if overrides:
+            config = config.replace(**overrides)
+        return cls.model_class(config)
+
+
+class AutoModel(_Auto):
+    """transformers' `AutoModel`: the bare `Dinov2Model` (a classifier checkpoint's head is left out)."""
+
+    model_class = Dinov2Model
+
+
+class AutoModelForImageClassification(_Auto):
+    model_class = Dinov2ForImageClassification
+
+
+class AutoBackbone(_Auto):
+    model_class = Dinov2Backbone
+
+
+class AutoConfig:
+    """transformers' `AutoConfig.from_pretrained` / `for_model` for DINOv2 configs."""
+
+    def __init__(self):
+        raise EnvironmentError("AutoConfig is built with AutoConfig.from_pretrained(...)")
+
+    @staticmethod
+    def from_pretrained(pretrained_model_name_or_path, **kwargs) -> Dinov2Config:
+        return Dinov2Config.from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @staticmethod
+    def for_model(model_type: str, **kwargs) -> Dinov2Config:
+        if model_type not in ("dinov2", "dinov2_with_registers"):
+            raise ValueError(f"dinokit has DINOv2 configs only, not {model_type!r}")
+        if model_type == "dinov2_with_registers":
+            kwargs.setdefault("num_register_tokens", 4)
+        return Dinov2Config(**kwargs)
 
 
 # --- torch.hub vocabulary: dinov2_vits14(), dinov2_vitb14_reg(), dinov2_vits14_lc(layers=4), ... -------------
@@ -121,21 +181,33 @@ dinov2_vitg14_reg_lc = _hub_entry("dinov2_vitg14_reg_lc")
 
 # --- mmpretrain vocabulary --------------------------------------------------------------------------
 class MMPretrainFeatureModel(nn.Module):
-    """What mmpretrain's `get_model('vit-*-p14_dinov2-pre_3rdparty')` returns, as far as features go:
-    `extract_feat` gives a one-element tuple with the normalised CLS token (out_type 'cls_token')."""
+    """What mmpretrain's `get_model('vit-*-p14_dinov2-pre_3rdparty')` returns, as far as a backbone goes: an
+    eval-mode model with mmpretrain's parameters (no mask token), `extract_feat` = a one-element tuple with the
+    normalised CLS token (out_type 'cls_token'), `forward(inputs, data_samples=None, mode="tensor")`. Inputs
+    whose sides are not multiples of 14 are zero-padded at the bottom and right, as mmpretrain's
+    `AdaptivePadding(padding="corner")` does (dinokit's other models floor them, as transformers)."""
 
     def __init__(self, backbone: Dinov2Model):
         super().__init__()
         self.backbone = backbone
+        self.eval()
 
     def extract_feat(self, inputs: torch.Tensor) -> tuple[torch.Tensor]:
+        p = self.backbone.patch_size
+        H, W = inputs.shape[-2:]
+        inputs = F.pad(inputs, (0, -W % p, 0, -H % p))
         return (self.backbone.forward_class_token(inputs),)
 
-    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor]:
-        return self.extract_feat(inputs)
+    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = "tensor"):
+        if mode == "tensor":
+            return self.extract_feat(inputs)
+        if mode in ("loss", "predict"):
+            raise ValueError(f'mode="{mode}" needs a classification head, and the DINOv2 models have none '
+                             f'(mmpretrain fails there too): use mode="tensor" or extract_feat')
+        raise RuntimeError(f'Invalid mode "{mode}".')
 
 
-def get_model(name: str, pretrained: bool | str = False, **kwargs) -> MMPretrainFeatureModel:
+def get_model(name: str, pretrained: bool | str = False, device=None, device_map=None, **kwargs) -> MMPretrainFeatureModel:
     """mmpretrain's `get_model`: `pretrained=True` loads the published weights, a path loads that file.
     The interpolation defaults to mmpretrain's own (size-based bicubic, no antialias: mode "hf")."""
     source = lookup(name)
@@ -143,7 +215,11 @@ def get_model(name: str, pretrained: bool | str = False, **kwargs) -> MMPretrain
         raise ValueError(f"{name!r} is not an mmpretrain DINOv2 name (e.g. 'vit-small-p14_dinov2-pre_3rdparty')")
     mode = kwargs.pop("interpolate_mode", "hf")
     if pretrained:
-        backbone = load_model(name if pretrained is True else pretrained, interpolate_mode=mode, **kwargs)
+        backbone = Dinov2Model.from_pretrained(name if pretrained is True else pretrained, interpolate_mode=mode,
+                                               use_mask_token=False, device=device, device_map=device_map, **kwargs)
     else:
-        backbone = Dinov2Model(preset_config(source.size, False, interpolate_mode=mode)).eval()
+        if kwargs:
+            raise TypeError(f"get_model() got unexpected keyword arguments {', '.join(map(repr, kwargs))}")
+        config = preset_config(source.size, False, interpolate_mode=mode, use_mask_token=False)
+        backbone = Dinov2Model(config).to(device_of(device_map, device))
     return MMPretrainFeatureModel(backbone)

@@ -30,7 +30,8 @@ def test_classifier_logits_and_losses_equal_transformers(registers, tmp_path, re
     int_labels, multi = torch.tensor([0, 4, 2]), (torch.rand(3, 5) > 0.5).float()
     with torch.no_grad():
         a, b = ours(x, labels=int_labels), ref(pixel_values=x, labels=int_labels)
-        ref.config.problem_type = None  # transformers stores the type it inferred on the first call
+        assert ours.config.problem_type == ref.config.problem_type == "single_label_classification"
+        ref.config.problem_type = ours.config.problem_type = None  # both store the type inferred on the first call
         ma, mb = ours(x, labels=multi).loss, ref(pixel_values=x, labels=multi).loss
     diff = max_diff(a.logits, b.logits)
     report(f"classifier vs transformers{' reg' if registers else ''}: logits {diff:.1e}, "

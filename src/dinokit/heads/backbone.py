@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..models.config import Dinov2Config
-from ..models.outputs import ModelOutput
+from ..models.outputs import ModelOutput, wants_tuple
 from ..models.vit import DinoVisionTransformer
 
 
@@ -54,6 +54,8 @@ class FeatureBackbone(nn.Module):
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None,
                 output_attentions: bool | None = None, return_dict: bool | None = None):
         vit = self.dinov2
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         out = vit(pixel_values, output_hidden_states=True, output_attentions=output_attentions, return_dict=True)
         B, _, H, W = pixel_values.shape
         h, w = H // vit.patch_size, W // vit.patch_size
@@ -68,9 +70,7 @@ class FeatureBackbone(nn.Module):
         result = BackboneOutput(feature_maps=tuple(maps),
                                 hidden_states=out.hidden_states if output_hidden_states else None,
                                 attentions=out.attentions)
-        if return_dict is False or (return_dict is None and torch.jit.is_tracing()):
-            return result.to_tuple()
-        return result
+        return result.to_tuple() if wants_tuple(self.config, return_dict) else result
 
     def forward_intermediates(self, x: torch.Tensor, indices: int | list[int] | None = None, norm: bool = False,
                               output_fmt: str = "NCHW", intermediates_only: bool = False,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.config import Dinov2Config
-from ..models.outputs import ModelOutput
+from ..models.outputs import ModelOutput, wants_tuple
 from ..models.vit import DinoVisionTransformer
 
 
@@ -45,15 +45,17 @@ def linear_head_input(model: DinoVisionTransformer, pixel_values: torch.Tensor, 
     return torch.cat([cls for _, cls in outs] + [outs[-1][0].mean(dim=1)], dim=-1)
 
 
+def problem_type_for(labels: torch.Tensor, num_labels: int) -> str:
+    if num_labels == 1:
+        return "regression"
+    if labels.dtype in (torch.long, torch.int):
+        return "single_label_classification"
+    return "multi_label_classification"
+
+
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: int, problem_type: str | None):
     """transformers' rule: 1 label → MSE; integer labels → cross-entropy; otherwise BCE with logits."""
-    if problem_type is None:
-        if num_labels == 1:
-            problem_type = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            problem_type = "single_label_classification"
-        else:
-            problem_type = "multi_label_classification"
+    problem_type = problem_type or problem_type_for(labels, num_labels)
     if problem_type == "regression":
         if num_labels == 1:
             return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
@@ -73,8 +75,11 @@ class ImageClassifier(nn.Module):
         self.config = config
         self.dinov2 = DinoVisionTransformer(config)
         self.layers = int(config.extra.get("classifier_layers", 1))
-        num_labels = config.num_labels or (len(config.id2label) if config.id2label else 2)
+        num_labels = config.num_labels
         self.classifier = nn.Linear((1 + self.layers) * config.hidden_size, num_labels) if num_labels > 0 else nn.Identity()
+        if num_labels > 0:  # transformers' initialisation of a new head
+            nn.init.trunc_normal_(self.classifier.weight, std=config.initializer_range)
+            nn.init.zeros_(self.classifier.bias)
 
     @property
     def num_labels(self) -> int:
@@ -87,9 +92,11 @@ class ImageClassifier(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, head_mask=None,
+    def forward(self, pixel_values: torch.Tensor, head_mask=None, labels: torch.Tensor | None = None,
                 output_attentions: bool | None = None, output_hidden_states: bool | None = None,
                 return_dict: bool | None = None):
+        """transformers' documented signature and order; the loss as `classification_loss`, and the
+        problem type it chose is stored in the config (as transformers does)."""
         if self.layers == 1:
             out = self.dinov2(pixel_values, head_mask=head_mask, output_attentions=output_attentions,
                               output_hidden_states=output_hidden_states, return_dict=True)
@@ -101,8 +108,8 @@ class ImageClassifier(nn.Module):
         logits = self.classifier(features)
         loss = None
         if labels is not None:
+            if self.config.problem_type is None:
+                self.config.problem_type = problem_type_for(labels, self.num_labels)
             loss = classification_loss(logits, labels, self.num_labels, self.config.problem_type)
         result = ImageClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states, attentions=attentions)
-        if return_dict is False or (return_dict is None and torch.jit.is_tracing()):
-            return result.to_tuple()
-        return result
+        return result.to_tuple() if wants_tuple(self.config, return_dict) else result

@@ -1,10 +1,13 @@
-"""`Dinov2Config`: one config type with the fields and defaults of `transformers.Dinov2Config`.
+"""`Dinov2Config`: one config type with the fields, defaults and methods of `transformers.Dinov2Config`
+(and `Dinov2WithRegistersConfig`: `num_register_tokens` > 0).
 
-The class defaults follow transformers (image_size 224); the presets of the released models use 518.
-`num_register_tokens` and `interpolate_mode` are dinokit's additions.
+The class defaults follow transformers (image_size 224, two labels, the last stage as backbone output);
+the presets of the released models use 518. `num_register_tokens` and `interpolate_mode` are dinokit's
+additions.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -12,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 INTERPOLATE_MODES = ("official", "hf", "timm")
+_NOT_STORED = {"stage_names", "model_type", "transformers_version", "_name_or_path", "_attn_implementation_autoset"}
 
 
 @dataclass
@@ -33,19 +37,28 @@ class Dinov2Config:
     drop_path_rate: float = 0.0
     use_swiglu_ffn: bool = False
     use_mask_token: bool = True
-    out_features: list[str] | None = None
+    out_features: list[str] | None = None  # None: aligned with out_indices, or the last stage (transformers' rule)
     out_indices: list[int] | None = None
     apply_layernorm: bool = True
     reshape_hidden_states: bool = True
     num_register_tokens: int = 0
     interpolate_mode: str | None = None
-    # Classification heads (transformers' PretrainedConfig fields).
-    num_labels: int | None = None
+    # transformers' PretrainedConfig fields that a DINOv2 model reads.
+    output_hidden_states: bool = False
+    output_attentions: bool = False
+    return_dict: bool = True
+    dtype: str | None = None
+    chunk_size_feed_forward: int = 0
+    is_encoder_decoder: bool = False
+    architectures: list[str] | None = None
+    num_labels: int | None = None  # None: len(id2label), else 2, as transformers
     id2label: dict[int, str] | None = None
     label2id: dict[str, int] | None = None
     problem_type: str | None = None
     # Keys of a config.json that dinokit does not interpret, kept so that a round trip loses nothing.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    model_type = "dinov2"
 
     def __post_init__(self):
         if self.hidden_size % self.num_attention_heads:
@@ -54,24 +67,59 @@ class Dinov2Config:
             )
         if self.interpolate_mode is not None and self.interpolate_mode not in INTERPOLATE_MODES:
             raise ValueError(f"interpolate_mode must be one of {INTERPOLATE_MODES}, got {self.interpolate_mode!r}")
-        if self.id2label is not None:
-            self.id2label = {int(k): v for k, v in self.id2label.items()}
-            self.num_labels = len(self.id2label)
-            if self.label2id is None:
-                self.label2id = {v: k for k, v in self.id2label.items()}
+        if self.id2label is None:
+            self.id2label = {i: f"LABEL_{i}" for i in range(2 if self.num_labels is None else self.num_labels)}
+            self.label2id = None
+        self.id2label = {int(k): v for k, v in self.id2label.items()}
+        self.num_labels = len(self.id2label)
+        if self.label2id is None:
+            self.label2id = {v: k for k, v in self.id2label.items()}
+        if isinstance(self.dtype, str) and self.dtype.startswith("torch."):
+            self.dtype = self.dtype[len("torch."):]
+        elif self.dtype is not None and not isinstance(self.dtype, str):
+            self.dtype = str(self.dtype).removeprefix("torch.")  # a torch.dtype
+        self._align_outputs()
+
+    def _align_outputs(self) -> None:
+        """transformers' `out_features` / `out_indices` alignment: either gives the other; neither, the last stage."""
+        names = self.stage_names
+        features, indices = self.out_features, self.out_indices
+        if features is None and indices is None:
+            features, indices = [names[-1]], [len(names) - 1]
+        elif features is None:
+            indices = list(indices)
+            if any(not -len(names) <= i < len(names) for i in indices):
+                raise ValueError(f"out_indices {indices} out of range for stages {names[0]}…{names[-1]}")
+            features = [names[i] for i in indices]
+        elif indices is None:
+            features = list(features)
+            unknown = [f for f in features if f not in names]
+            if unknown:
+                raise ValueError(f"out_features {unknown} are not stages of this model ({names[0]}…{names[-1]})")
+            indices = [names.index(f) for f in features]
+        elif [names[i] for i in indices] != list(features):
+            raise ValueError(f"out_features {features} and out_indices {indices} name different stages")
+        self.out_features, self.out_indices = list(features), list(indices)
 
     @property
     def backbone_out_indices(self) -> list[int]:
-        """Stages a backbone returns (transformers' rule: `out_indices`, else `out_features`, else the last)."""
-        if self.out_indices is not None:
-            return [i % (self.num_hidden_layers + 1) for i in self.out_indices]
-        if self.out_features is not None:
-            return [self.stage_names.index(name) for name in self.out_features]
-        return [self.num_hidden_layers]
+        """Stages a backbone returns, as indices into `stage_names`."""
+        return [self.stage_names.index(name) for name in self.out_features]
 
     @property
     def stage_names(self) -> list[str]:
         return ["stem"] + [f"stage{i}" for i in range(1, self.num_hidden_layers + 1)]
+
+    @property
+    def use_return_dict(self) -> bool:
+        return self.return_dict
+
+    @property
+    def torch_dtype(self):
+        """transformers 4.x's name for `dtype`, as a `torch.dtype` (or None)."""
+        import torch
+
+        return getattr(torch, self.dtype) if self.dtype else None
 
     @property
     def head_dim(self) -> int:
@@ -89,40 +137,69 @@ class Dinov2Config:
         """Side of the position-embedding grid the weights were trained with (37 for 518 px)."""
         return self.image_size // self.patch_size
 
+    def _default_outputs(self) -> bool:
+        return self.out_indices == [self.num_hidden_layers] and self.out_features == [f"stage{self.num_hidden_layers}"]
+
     def replace(self, **changes) -> "Dinov2Config":
+        if "num_hidden_layers" in changes and self._default_outputs():
+            changes.setdefault("out_features", None)
+            changes.setdefault("out_indices", None)
+        if ("out_features" in changes) != ("out_indices" in changes):  # the one given decides the other
+            changes.setdefault("out_features", None)
+            changes.setdefault("out_indices", None)
+        if "num_labels" in changes and "id2label" not in changes:
+            changes.update(id2label=None, label2id=None)
         return dataclasses.replace(self, **changes)
+
+    def update(self, config_dict: dict[str, Any]) -> None:
+        """transformers' `update`: set the given attributes (unknown keys are kept in `extra`)."""
+        known = {f.name for f in dataclasses.fields(self)} - {"extra"}
+        changes = {k: v for k, v in config_dict.items() if k in known}
+        self.extra.update({k: v for k, v in config_dict.items() if k not in known and k not in _NOT_STORED})
+        updated = self.replace(**changes)
+        self.__dict__.update(updated.__dict__)
 
     # --- config.json as the hub repositories have it -------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        d.update(self.extra)
-        for key in ("num_labels", "id2label", "label2id", "problem_type", "interpolate_mode"):
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "extra"}
+        d.update(copy.deepcopy(self.extra))
+        for key in ("problem_type", "interpolate_mode", "dtype", "architectures"):
             if d[key] is None:
                 del d[key]
-        if d.get("id2label") is not None:
-            d["id2label"] = {str(k): v for k, v in d["id2label"].items()}
-            d.pop("num_labels")  # transformers derives it from id2label
+        d["id2label"] = {str(k): v for k, v in d["id2label"].items()}
+        d.pop("num_labels")  # transformers derives it from id2label
         if isinstance(d["mlp_ratio"], float) and d["mlp_ratio"].is_integer():
             d["mlp_ratio"] = int(d["mlp_ratio"])  # transformers 5 validates it as an int
         registers = self.num_register_tokens > 0
-        d["out_indices"] = self.backbone_out_indices
-        d["out_features"] = [self.stage_names[i] for i in d["out_indices"]]
         d["stage_names"] = self.stage_names
         d["model_type"] = "dinov2_with_registers" if registers else "dinov2"
         if not registers:
             del d["num_register_tokens"]
         return d
 
+    def to_diff_dict(self) -> dict[str, Any]:
+        """Only what differs from the defaults (and the model type), as transformers' `to_diff_dict`."""
+        default = type(self)(num_register_tokens=self.num_register_tokens).to_dict()
+        return {k: v for k, v in self.to_dict().items() if k == "model_type" or default.get(k, object()) != v}
+
+    def to_json_string(self, use_diff: bool = True) -> str:
+        d = self.to_diff_dict() if use_diff else self.to_dict()
+        return json.dumps(d, indent=2, sort_keys=True) + "\n"
+
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Dinov2Config":
+    def from_dict(cls, d: dict[str, Any], **overrides) -> "Dinov2Config":
+        d = {**d, **overrides}
+        if "torch_dtype" in d and d.get("dtype") is None:
+            d["dtype"] = d.pop("torch_dtype")
+        d.pop("torch_dtype", None)
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in d.items() if k in names}
-        dropped = {"stage_names", "model_type", "transformers_version", "dtype", "torch_dtype"}
-        extra = {k: v for k, v in d.items() if k not in names and k not in dropped}
+        extra = {k: v for k, v in d.items() if k not in names and k not in _NOT_STORED}
         return cls(**known, extra=extra)
 
-    def to_json_file(self, path: str | os.PathLike, architectures: list[str] | None = None) -> None:
-        d = self.to_dict()
+    def to_json_file(self, path: str | os.PathLike, architectures: list[str] | None = None,
+                     use_diff: bool = False) -> None:
+        d = self.to_diff_dict() if use_diff else self.to_dict()
         if architectures:
             d["architectures"] = architectures
         with open(path, "w") as f:
@@ -133,6 +210,29 @@ class Dinov2Config:
     def from_json_file(cls, path: str | os.PathLike) -> "Dinov2Config":
         with open(path) as f:
             return cls.from_dict(json.load(f))
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """config.json in `save_directory`, as transformers writes it."""
+        os.makedirs(save_directory, exist_ok=True)
+        self.to_json_file(os.path.join(save_directory, "config.json"))
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **kwargs) -> "Dinov2Config":
+        """The config of a name, folder, file or hub id (see `dinokit.AutoConfig`); keyword arguments that
+        are config fields override it, hub options (`revision`, `cache_dir`, …) are passed on."""
+        from ..weights.pretrained import config_from_pretrained  # the resolver lives with the weights
+
+        return config_from_pretrained(name_or_path, **kwargs)
+
+    def __eq__(self, other):
+        if not isinstance(other, Dinov2Config):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+
+def generic_labels(id2label: dict[int, str] | None) -> bool:
+    """transformers' placeholder names (LABEL_0, LABEL_1, …): a config that names no classes."""
+    return not id2label or all(v == f"LABEL_{k}" for k, v in id2label.items())
 
 
 _SIZES = {  # (hidden_size, num_hidden_layers, num_attention_heads, use_swiglu_ffn)

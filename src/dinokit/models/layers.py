@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .activations import activation
 from .inference import in_place_ok, linear
 
 
@@ -18,24 +19,25 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
+        # pixel values follow the weights' dtype (a .half() model takes float32 input, as in transformers)
+        return self.proj(x.to(self.proj.weight.dtype)).flatten(2).transpose(1, 2)
 
 
 class Attention(nn.Module):
     """Multi-head self-attention with a fused QKV projection ([Q; K; V] rows, as the official weights).
 
     The default path is `scaled_dot_product_attention`; the explicit path runs only when the attention
-    weights are asked for or a head mask is given.
+    weights are asked for or a head mask is given. Dropout (training only) acts on the attention
+    probabilities, as in transformers; the projection's output is not dropped (transformers ≥ 5).
     """
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.attn_drop = attn_drop
-        self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor, need_weights: bool = False, head_mask: torch.Tensor | None = None,
                 queries: int | None = None):
@@ -55,39 +57,39 @@ class Attention(nn.Module):
             out = weights @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-        out = self.proj_drop(linear(self.proj, out.transpose(1, 2).reshape(B, N, C)))
+        out = linear(self.proj, out.transpose(1, 2).reshape(B, N, C))
         return out, weights
 
 
 class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
+    """fc1 → activation (`hidden_act`, transformers' table) → fc2; no dropout inside, as transformers."""
+
+    def __init__(self, dim: int, hidden: int, act: str = "gelu"):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
+        self.act = activation(act)
         self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = linear(self.fc1, x)
         if type(self.act) is nn.GELU and in_place_ok(self):  # the largest activation: no second copy
             hidden = torch.ops.aten.gelu_(hidden, approximate=self.act.approximate)
         else:
-            hidden = self.drop(self.act(hidden))
-        return self.drop(linear(self.fc2, hidden))
+            hidden = self.act(hidden)
+        return linear(self.fc2, hidden)
 
 
 class SwiGLUFFN(nn.Module):
     """The fused SwiGLU of ViT-g: one projection to [x1; x2], silu(x1) * x2, then back."""
 
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
+    def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.w12 = nn.Linear(dim, 2 * hidden)
         self.w3 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = linear(self.w12, x).chunk(2, dim=-1)
-        return self.drop(linear(self.w3, F.silu(x1) * x2))
+        return linear(self.w3, F.silu(x1) * x2)
 
 
 class LayerScale(nn.Module):
@@ -129,13 +131,13 @@ class Block(nn.Module):
     """x + ls1(attn(norm1(x))); x + ls2(mlp(norm2(x)))."""
 
     def __init__(self, dim, num_heads, mlp_hidden, *, swiglu=False, qkv_bias=True, layerscale=1.0,
-                 drop_path=0.0, eps=1e-6, attn_drop=0.0, drop=0.0):
+                 drop_path=0.0, eps=1e-6, attn_drop=0.0, act="gelu"):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop)
         self.ls1 = LayerScale(dim, layerscale) if layerscale else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = SwiGLUFFN(dim, mlp_hidden, drop) if swiglu else Mlp(dim, mlp_hidden, drop)
+        self.mlp = SwiGLUFFN(dim, mlp_hidden) if swiglu else Mlp(dim, mlp_hidden, act)
         self.ls2 = LayerScale(dim, layerscale) if layerscale else nn.Identity()
         self.drop_path = DropPath(drop_path)
 

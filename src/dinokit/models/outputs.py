@@ -35,3 +35,10 @@ class BaseModelOutputWithPooling(ModelOutput):
     pooler_output: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+
+
+def wants_tuple(config, return_dict: bool | None) -> bool:
+    """transformers' rule: the argument, else `config.return_dict`; a trace always records the tuple form."""
+    if return_dict is None:
+        return torch.jit.is_tracing() or not config.return_dict
+    return not return_dict

@@ -20,7 +20,7 @@ def interpolate_patch_pos_embed(
 ) -> torch.Tensor:
     """Resample [1, side*side, D] patch position embeddings to the grid (h, w); computed in float32."""
     dim = patch_pos_embed.shape[-1]
-    h, w = grid_hw
+    h, w = (int(side) for side in grid_hw)  # a trace records sizes as tensors; this graph is for one size
     grid = patch_pos_embed.float().reshape(1, side, side, dim).permute(0, 3, 1, 2)
     if registers or mode == "timm":
         grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False, antialias=True)

@@ -12,7 +12,7 @@ from torch import nn
 from .config import Dinov2Config
 from .inference import capturing_graph, cpu_streams, images_per_stream, side_by_side
 from .layers import Block, PatchEmbed
-from .outputs import BaseModelOutputWithPooling
+from .outputs import BaseModelOutputWithPooling, wants_tuple
 from .pos_embed import interpolate_patch_pos_embed, needs_interpolation
 
 
@@ -29,13 +29,16 @@ class DinoVisionTransformer(nn.Module):
         self.register_tokens = (
             nn.Parameter(torch.zeros(1, config.num_register_tokens, dim)) if config.num_register_tokens else None
         )
-        self.mask_token = nn.Parameter(torch.zeros(1, dim))
+        # transformers' use_mask_token; register models always carry one (their config has no such switch)
+        keep_mask = config.use_mask_token or config.num_register_tokens > 0
+        self.mask_token = nn.Parameter(torch.zeros(1, dim)) if keep_mask else None
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)  # on the embeddings, where transformers has it
         self.blocks = nn.ModuleList(
             Block(
                 dim, config.num_attention_heads, config.mlp_hidden_size,
                 swiglu=config.use_swiglu_ffn, qkv_bias=config.qkv_bias, layerscale=config.layerscale_value,
                 drop_path=config.drop_path_rate, eps=config.layer_norm_eps,
-                attn_drop=config.attention_probs_dropout_prob, drop=config.hidden_dropout_prob,
+                attn_drop=config.attention_probs_dropout_prob, act=config.hidden_act,
             )
             for _ in range(config.num_hidden_layers)
         )
@@ -96,12 +99,14 @@ class DinoVisionTransformer(nn.Module):
             raise ValueError(f"an image of {H}x{W} px is smaller than one {self.patch_size}-px patch")
         x = self.patch_embed(pixel_values)
         if masks is not None:
+            if self.mask_token is None:
+                raise ValueError("bool_masked_pos needs a mask token, and this model has none (use_mask_token=False)")
             x = torch.where(masks.unsqueeze(-1), self.mask_token.to(x.dtype).unsqueeze(0), x)
         x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
         x = x + self.position_embeddings((H, W))
         if self.register_tokens is not None:
             x = torch.cat((x[:, :1], self.register_tokens.expand(B, -1, -1), x[:, 1:]), dim=1)
-        return x
+        return self.dropout(x)
 
     # --- transformers vocabulary ---------------------------------------------------------------------
     def forward(
@@ -113,6 +118,10 @@ class DinoVisionTransformer(nn.Module):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ):
+        """transformers' `Dinov2Model.forward`; the output flags left as None follow the config."""
+        config = self.config
+        output_attentions = config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         head_masks = self._head_masks(head_mask)
         x = self.prepare_tokens(pixel_values, bool_masked_pos)
         hidden_states = [x] if output_hidden_states else None
@@ -133,9 +142,7 @@ class DinoVisionTransformer(nn.Module):
             hidden_states=tuple(hidden_states) if hidden_states is not None else None,
             attentions=tuple(attentions) if attentions is not None else None,
         )
-        if return_dict is False or (return_dict is None and torch.jit.is_tracing()):
-            return out.to_tuple()
-        return out
+        return out.to_tuple() if wants_tuple(config, return_dict) else out
 
     # --- the fast path ---------------------------------------------------------------------------------
     CPU_TOKENS_PER_CHUNK = 2048  # ~8 images at 224 px: activations stay in cache (measured in docs/performance.md)

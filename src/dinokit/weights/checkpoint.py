@@ -76,6 +76,8 @@ def load_converted(model: nn.Module, sd: dict[str, torch.Tensor], source: str = 
     """Load a dinokit-named state dict, refusing any mismatch. The mask token may be absent (timm and
     mmpretrain drop it; it only matters for masked training) and then stays zero."""
     expected = model.state_dict()
+    if "mask_token" not in expected:  # a model built with use_mask_token=False: unused there, as in transformers
+        sd = {k: v for k, v in sd.items() if k != "mask_token"}
     missing = [k for k in expected if k not in sd and k != "mask_token"]
     unexpected = [k for k in sd if k not in expected]
     wrong = [(k, sd[k].shape, expected[k].shape) for k in sd if k in expected and sd[k].shape != expected[k].shape]

@@ -2,14 +2,15 @@
 Hugging Face layout."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..download import hub_file, url_file
-from ..models.config import Dinov2Config, preset_config
+from ..download import HUB_OPTIONS, hub_file, url_file
+from ..models.config import Dinov2Config, generic_labels, preset_config
 from .checkpoint import (
     CONFIG_NAME, PICKLE_NAME, SAFETENSORS_NAME, find_weights_file, infer_config, load_converted, read_checkpoint,
     read_state_dict,
@@ -26,10 +27,13 @@ class ResolvedCheckpoint:
     interpolate_mode: str | None = None  # the source library's own mode, when it is not the official one
 
 
-def resolve_checkpoint(name_or_path: str | os.PathLike, *, head_layers: int | None = None) -> ResolvedCheckpoint:
+def resolve_checkpoint(name_or_path: str | os.PathLike, *, head_layers: int | None = None,
+                       hub: dict | None = None) -> ResolvedCheckpoint:
     """A local folder or file, a published name (`dinov2_vits14`, `dinov2_vits14_lc`, `facebook/dinov2-small`,
     an mmpretrain name) or any Hugging Face repo id, as a config, a dinokit state dict and maybe a head.
-    `head_layers` (1 or 4) picks the official linear head of `_lc` names (torch.hub's default: 4)."""
+    `head_layers` (1 or 4) picks the official linear head of `_lc` names (torch.hub's default: 4); `hub` holds
+    `hf_hub_download`'s options (revision, cache_dir, local_files_only, token, …)."""
+    hub = hub or {}
     path = Path(name_or_path)
     if path.is_dir():
         config = Dinov2Config.from_json_file(path / CONFIG_NAME) if (path / CONFIG_NAME).is_file() else None
@@ -41,18 +45,20 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, head_layers: int | No
     name = str(name_or_path)
     source = lookup(name)
     if source is not None and source.url:
-        sd, _ = read_checkpoint(url_file(source.url))
+        local_only = bool(hub.get("local_files_only"))
+        sd, _ = read_checkpoint(url_file(source.url, local_files_only=local_only))
         config = preset_config(source.size, source.registers)
         head = None
         if source.linear_head:
             layers = head_layers or 4
-            head = read_state_dict(url_file(official_head_url(source.size, source.registers, layers)))
+            head = read_state_dict(url_file(official_head_url(source.size, source.registers, layers),
+                                            local_files_only=local_only))
             config = with_linear_head(config, layers)
         return ResolvedCheckpoint(config, sd, head, source.interpolate_mode)
     if source is not None or name.count("/") == 1:
         repo_id = source.repo_id if source else name
-        config = Dinov2Config.from_json_file(hub_file(repo_id, CONFIG_NAME))
-        weights = hub_file(repo_id, SAFETENSORS_NAME, required=False) or hub_file(repo_id, PICKLE_NAME)
+        config = Dinov2Config.from_json_file(hub_file(repo_id, CONFIG_NAME, **hub))
+        weights = hub_file(repo_id, SAFETENSORS_NAME, required=False, **hub) or hub_file(repo_id, PICKLE_NAME, **hub)
         sd, head = read_checkpoint(weights)
         return ResolvedCheckpoint(config, sd, head)
     raise ValueError(
@@ -63,7 +69,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, head_layers: int | No
 
 def with_linear_head(config: Dinov2Config, layers: int, id2label: dict | None = None) -> Dinov2Config:
     """The config of a classifier: ImageNet-1k labels unless told otherwise; `classifier_layers` 1 or 4."""
-    if id2label is None and config.id2label is None:
+    if id2label is None and generic_labels(config.id2label):
         from ..heads.classification import imagenet_id2label
 
         id2label = imagenet_id2label()
@@ -72,39 +78,144 @@ def with_linear_head(config: Dinov2Config, layers: int, id2label: dict | None = 
     return config.replace(id2label=id2label or config.id2label, label2id=None, num_labels=None, extra=extra)
 
 
+CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(Dinov2Config)) - {"extra"}
+# transformers options with nothing to do here: no code in a checkpoint ever runs, and weights are read once
+_NO_OP_OPTIONS = ("trust_remote_code", "low_cpu_mem_usage")
+ATTN_IMPLEMENTATIONS = (None, "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+def split_kwargs(owner: str, kwargs: dict, options: tuple[str, ...] = ()) -> tuple[dict, dict, dict]:
+    """(hub options, class options, config overrides) of `from_pretrained`'s keywords; anything else is
+    a TypeError that names it, as a misspelt keyword is in any Python call."""
+    unknown = sorted(set(kwargs) - CONFIG_FIELDS - set(options) - set(HUB_OPTIONS) - set(_NO_OP_OPTIONS))
+    if unknown:
+        raise TypeError(f"{owner}() got unexpected keyword argument{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(repr(k) for k in unknown)} (neither a loading option nor a Dinov2Config field)")
+    hub = {k: kwargs[k] for k in HUB_OPTIONS if kwargs.get(k) is not None}
+    extra = {k: kwargs[k] for k in options if k in kwargs}
+    overrides = {k: v for k, v in kwargs.items() if k in CONFIG_FIELDS}
+    return hub, extra, overrides
+
+
+def config_from_pretrained(name_or_path, **kwargs) -> Dinov2Config:
+    """`AutoConfig.from_pretrained`: the config of a folder, a config.json, a checkpoint file, a published
+    name or a hub id, with keyword overrides of its fields."""
+    hub, _, overrides = split_kwargs("Dinov2Config.from_pretrained", kwargs)
+    path = Path(name_or_path)
+    if path.is_dir() and (path / CONFIG_NAME).is_file():
+        path = path / CONFIG_NAME
+    if path.is_file() and path.suffix == ".json":
+        config = Dinov2Config.from_json_file(path)
+    elif path.exists():
+        config = resolve_checkpoint(path).config
+    else:
+        source = lookup(str(name_or_path))
+        if source is not None and source.url:
+            config = preset_config(source.size, source.registers, interpolate_mode=source.interpolate_mode)
+            config = with_linear_head(config, 4) if source.linear_head else config
+        elif source is not None or str(name_or_path).count("/") == 1:
+            config = Dinov2Config.from_json_file(hub_file(source.repo_id if source else str(name_or_path),
+                                                          CONFIG_NAME, **hub))
+        else:
+            raise ValueError(f"{str(name_or_path)!r} is not a file, a folder, a Hugging Face repo id or a known "
+                             f"model name. Known names: {', '.join(available_models())}")
+    return config.replace(**overrides) if overrides else config
+
+
+def torch_dtype_of(value, config: Dinov2Config) -> torch.dtype:
+    """transformers' `dtype` / `torch_dtype`: a torch.dtype, its name, or "auto" (the checkpoint's own);
+    float32 when not given (dinokit's default everywhere)."""
+    if value is None:
+        return torch.float32
+    if value == "auto":
+        return config.torch_dtype or torch.float32
+    if isinstance(value, str):
+        found = getattr(torch, value.removeprefix("torch."), None)
+        if not isinstance(found, torch.dtype):
+            raise ValueError(f"unknown dtype {value!r}")
+        return found
+    return value
+
+
+def device_of(device_map, device=None):
+    """transformers' `device_map` as one device: "cpu", "cuda", "cuda:1", 0, {"": "cuda"} or "auto" (a GPU
+    when there is one). dinokit keeps a model on one device, so a map over several devices is refused."""
+    if device is not None and device_map is not None:
+        raise TypeError("pass device= or device_map=, not both")
+    value = device if device is not None else device_map
+    if value is None:
+        return "cpu"
+    if isinstance(value, dict):
+        targets = set(value.values())
+        if len(targets) != 1:
+            raise ValueError(f"device_map {value} spreads the model over several devices; dinokit keeps a model on one")
+        value = targets.pop()
+    if value == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return f"cuda:{value}" if isinstance(value, int) else value
+
+
 class PretrainedMixin:
-    """Checkpoint I/O for the dinokit model classes; the modules themselves know nothing of files."""
+    """Checkpoint I/O and transformers' `PreTrainedModel` conveniences for the dinokit model classes; the
+    modules themselves know nothing of files."""
 
     hf_architecture = "Dinov2Model"
+    config_class = Dinov2Config
+    base_model_prefix = "dinov2"
+    main_input_name = "pixel_values"
+    load_options: tuple[str, ...] = ()  # keywords of this class's from_pretrained beyond the config fields
 
     @classmethod
-    def from_pretrained(cls, name_or_path, *, interpolate_mode: str | None = None, device="cpu",
-                        dtype: torch.dtype = torch.float32, config: Dinov2Config | None = None, **kwargs):
-        """Precedence of the interpolation mode: the argument, the checkpoint's config.json, the source
-        library's own mode (mmpretrain names), then "official"."""
-        found = resolve_checkpoint(name_or_path, head_layers=kwargs.get("layers"))
-        return cls.from_resolved(found, str(name_or_path), interpolate_mode=interpolate_mode, device=device,
-                                 dtype=dtype, config=config, **kwargs)
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, torch_dtype=None, dtype=None,
+                        device_map=None, device=None, attn_implementation=None, interpolate_mode=None, **kwargs):
+        """transformers' signature: `config` (a Dinov2Config or where to read one), `dtype`/`torch_dtype`,
+        `device_map` (one device), `attn_implementation` (any: dinokit runs SDPA, and the explicit weights when
+        attentions are asked for), the hub options (`revision`, `cache_dir`, `local_files_only`, `token`,
+        `force_download`, `subfolder`) and config fields as overrides (`output_hidden_states=True`, `num_labels=…`).
+        Precedence of the interpolation mode: the argument, the checkpoint's config.json, the source library's
+        own mode (mmpretrain names), then "official"."""
+        return load_pretrained(lambda found, options: cls, f"{cls.__name__}.from_pretrained",
+                               pretrained_model_name_or_path, model_args, cls.load_options, config=config,
+                               dtype=dtype if dtype is not None else torch_dtype, device_map=device_map, device=device,
+                               attn_implementation=attn_implementation, interpolate_mode=interpolate_mode, **kwargs)
 
     @classmethod
     def from_resolved(cls, found: ResolvedCheckpoint, source: str, *, interpolate_mode: str | None = None,
-                      device="cpu", dtype: torch.dtype = torch.float32, config: Dinov2Config | None = None, **kwargs):
+                      device="cpu", dtype: torch.dtype = torch.float32, config: Dinov2Config | None = None, **options):
         """The model of an already resolved checkpoint (so that a caller can look at it first)."""
-        config = cls._config_for(config or found.config, found, **kwargs)
+        config = cls._config_for(config or found.config, found, **options)
         mode = interpolate_mode or config.interpolate_mode or found.interpolate_mode or "official"
         model = cls(config.replace(interpolate_mode=mode))
-        model._load_resolved(found, source=source, **kwargs)
+        model._load_resolved(found, source=source)
         return model.to(device=device, dtype=dtype).eval()
 
     @classmethod
-    def _config_for(cls, config: Dinov2Config, found: ResolvedCheckpoint, **kwargs) -> Dinov2Config:
+    def _config_for(cls, config: Dinov2Config, found: ResolvedCheckpoint, **options) -> Dinov2Config:
         return config
 
-    def _load_resolved(self, found: ResolvedCheckpoint, source: str, **kwargs) -> None:
+    def _load_resolved(self, found: ResolvedCheckpoint, source: str) -> None:
         load_converted(self, found.state_dict, source=source)
 
     def _hf_state_dict(self) -> dict[str, torch.Tensor]:
         return to_hf(self.state_dict())
+
+    # --- transformers' PreTrainedModel conveniences ---------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        """The patch embedding (transformers returns its `Dinov2PatchEmbeddings`)."""
+        vit = getattr(self, "dinov2", self)
+        return vit.patch_embed
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """As transformers: `exclude_embeddings` leaves out `nn.Embedding` weights, of which a ViT has none."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not only_trainable)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """config.json + model.safetensors in the layout `transformers` loads."""
@@ -119,5 +230,30 @@ class PretrainedMixin:
         arch = self.hf_architecture
         if self.config.num_register_tokens:
             arch = arch.replace("Dinov2", "Dinov2WithRegisters", 1)
-        self.config.to_json_file(folder / CONFIG_NAME, architectures=[arch])
+        config = self.config.replace(dtype=str(self.dtype).removeprefix("torch."))
+        config.to_json_file(folder / CONFIG_NAME, architectures=[arch])
         return folder
+
+
+def load_pretrained(choose_class, owner: str, name_or_path, model_args: tuple, options: tuple[str, ...], *,
+                    config=None, dtype=None, device_map=None, device=None, attn_implementation=None,
+                    interpolate_mode=None, **kwargs):
+    """The one path from a name or path to a loaded model: validate every keyword, resolve the checkpoint,
+    apply the config overrides, build the class `choose_class(found, options)` picks, load, place."""
+    if model_args:
+        raise TypeError(f"{owner}() takes the name or path as its only positional argument "
+                        f"(got {len(model_args)} more); pass config=… and options by keyword")
+    if attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS[1:]}, got {attn_implementation!r}")
+    hub, extra, overrides = split_kwargs(owner, kwargs, options)
+    found = resolve_checkpoint(name_or_path, head_layers=extra.get("layers"), hub=hub)
+    if isinstance(config, (str, os.PathLike)):
+        config = config_from_pretrained(config, **hub)
+    base = config if config is not None else found.config
+    if overrides:
+        base = base.replace(**overrides)
+    extra["labels_asked"] = "num_labels" in overrides or "id2label" in overrides
+    cls = choose_class(found, extra)
+    return cls.from_resolved(found, str(name_or_path), interpolate_mode=interpolate_mode,
+                             device=device_of(device_map, device), dtype=torch_dtype_of(dtype, base),
+                             config=base, **{k: v for k, v in extra.items() if k in cls.load_options or k == "labels_asked"})
