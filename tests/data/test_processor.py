@@ -1,5 +1,6 @@
 """Dinov2ImageProcessor against transformers' BitImageProcessorPil (the hub's preprocessor_config.json)."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def test_every_input_type_gives_the_same_pixels(photos, tmp_path):
     expected = proc(pil).pixel_values
     hwc = np.asarray(pil)
     for variant in (str(path), path, hwc, hwc.transpose(2, 0, 1), torch.from_numpy(hwc.transpose(2, 0, 1).copy()),
-                    hwc.astype(np.float32) / 255.0):
+                    hwc.astype(np.float32)):
         assert torch.equal(proc(variant).pixel_values, expected)
     batch = proc([pil, str(path)], return_tensors="np")
     assert isinstance(batch.pixel_values, np.ndarray) and batch.pixel_values.shape == (2, 3, 224, 224)
@@ -121,3 +122,45 @@ def test_official_eval_transform_crop_rounds_the_offset(photos):
     shifted = Dinov2ImageProcessor(crop_size={"height": 224, "width": 226})(img).pixel_values[0][:, :, 2:]
     assert (official - ours).abs().max() > 0.5  # the one-pixel shift is visible at the edges
     assert (official - shifted[:, :, :224]).abs().mean() < (official - ours).abs().mean()
+
+
+CALL_OPTIONS = [
+    {}, {"do_center_crop": False}, {"size": {"shortest_edge": 100}, "crop_size": {"height": 64, "width": 80}},
+    {"do_normalize": False}, {"do_rescale": False}, {"do_resize": False}, {"resample": 2},
+    {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.2, 0.3, 0.4]}, {"rescale_factor": 1 / 127.5},
+    {"do_resize": False, "do_center_crop": False},
+]
+
+
+@pytest.mark.parametrize("options", CALL_OPTIONS, ids=lambda o: ",".join(o) or "defaults")
+def test_call_time_options_equal_transformers(photos, hub_folder, options):
+    """transformers' processors take every option per call; the same call gives the same pixels."""
+    img = Image.open(next(f for f in photos if f.name == "chelsea.png")).convert("RGB")
+    ours = AutoImageProcessor.from_pretrained(hub_folder)(img, return_tensors=None, **options)["pixel_values"]
+    theirs = reference(hub_folder)(img, return_tensors=None, **options)["pixel_values"]
+    assert isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs) == 1
+    assert ours[0].shape == theirs[0].shape and np.array_equal(ours[0], theirs[0])
+
+
+@pytest.mark.parametrize("options", [{}, {"do_resize": False}, {"do_rescale": False}], ids=["defaults", "no-resize", "no-rescale"])
+def test_float_images_in_unit_range_as_transformers(photos, hub_folder, options):
+    """A float image in [0, 1] with do_rescale set is rescaled once more, as transformers does (with a warning)."""
+    img = np.asarray(Image.open(next(f for f in photos if f.name == "chelsea.png")).convert("RGB"))
+    unit = img.astype(np.float32) / 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = AutoImageProcessor.from_pretrained(hub_folder)(unit, return_tensors="np", **options)["pixel_values"]
+        theirs = reference(hub_folder)(unit, return_tensors="np", **options)["pixel_values"]
+    assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 1e-6
+
+
+def test_batch_feature_to_keys_and_unknown_options(photos):
+    img = Image.open(next(f for f in photos if f.name == "chelsea.png"))
+    batch = Dinov2ImageProcessor()(images=img, return_tensors="pt")
+    assert list(batch.keys()) == ["pixel_values"] and batch["pixel_values"] is batch.pixel_values
+    assert batch.to(torch.float16).pixel_values.dtype == torch.float16
+    assert batch.to("cpu").pixel_values.device.type == "cpu"
+    hwc = Dinov2ImageProcessor()(img, return_tensors="np", data_format="channels_last").pixel_values
+    assert hwc.shape == (1, 224, 224, 3) and np.array_equal(hwc.transpose(0, 3, 1, 2), batch.pixel_values.numpy())
+    with pytest.raises(TypeError, match="do_centre_crop"):
+        Dinov2ImageProcessor()(img, do_centre_crop=False)

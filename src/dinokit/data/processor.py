@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +24,30 @@ CONFIG_NAME = "preprocessor_config.json"
 
 
 class BatchFeature(dict):
-    """`out["pixel_values"]` and `out.pixel_values`, as transformers' BatchFeature."""
+    """`out["pixel_values"]`, `out.pixel_values`, `.keys()` and `.to(device or dtype)`, as transformers'
+    BatchFeature."""
 
     def __getattr__(self, name):
         try:
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def to(self, *args, **kwargs) -> "BatchFeature":
+        """Tensors moved or cast as `Tensor.to` does; a dtype applies to floating-point tensors only."""
+        def move(v):
+            if not isinstance(v, torch.Tensor):
+                return v
+            if not v.is_floating_point():  # transformers casts only floating-point values
+                kw = {k: d for k, d in kwargs.items() if k != "dtype"}
+                return v.to(*[a for a in args if not isinstance(a, torch.dtype)], **kw)
+            return v.to(*args, **kwargs)
+
+        return BatchFeature({k: move(v) for k, v in self.items()})
+
+
+OPTIONS = ("do_convert_rgb", "do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale",
+           "rescale_factor", "do_normalize", "image_mean", "image_std", "size_divisor", "alpha_background")
 
 
 class Dinov2ImageProcessor:
@@ -72,26 +90,56 @@ class Dinov2ImageProcessor:
         self.extra = {k: v for k, v in unused.items() if k not in ("image_processor_type", "processor_class")}
 
     # --- the call --------------------------------------------------------------------------------------
-    def __call__(self, images, return_tensors: str | None = "pt") -> BatchFeature:
+    def __call__(self, images, return_tensors: str | None = "pt", data_format: str = "channels_first",
+                 input_data_format: str | None = None, **options) -> BatchFeature:
+        """Images → pixel values. Every constructor option (`OPTIONS`) can be given for this call alone, as
+        in transformers. `return_tensors`: "pt" (dinokit's default), "np" (a stacked array) or None (a list
+        of arrays, transformers' default). `data_format` "channels_last" gives HWC."""
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments {', '.join(map(repr, unknown))}; "
+                            f"its options are {', '.join(OPTIONS)}")
+        if return_tensors not in ("pt", "np", None):
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+        if data_format not in ("channels_first", "channels_last"):
+            raise ValueError(f"data_format must be 'channels_first' or 'channels_last', got {data_format!r}")
+        proc = type(self)(**{**self.to_options(), **options}) if options else self
         if not isinstance(images, (list, tuple)):
             images = [images]
-        arrays = [self.preprocess_one(im) for im in images]
+        arrays = [proc.preprocess_one(im, input_data_format) for im in images]
+        if data_format == "channels_last":
+            arrays = [np.ascontiguousarray(a.transpose(1, 2, 0)) for a in arrays]
+        if return_tensors is None:
+            return BatchFeature(pixel_values=arrays)
         shapes = {a.shape for a in arrays}
         if len(shapes) > 1:
-            raise ValueError(f"images of different output sizes {sorted(shapes)} cannot be batched; "
-                             "crop them (do_center_crop=True) or process them one at a time")
+            raise ValueError(f"images of different output sizes {sorted(shapes)} cannot be batched; crop them "
+                             "(do_center_crop=True), process them one at a time, or use return_tensors=None")
         batch = np.stack(arrays)
-        if return_tensors == "pt":
-            return BatchFeature(pixel_values=torch.from_numpy(batch))
-        if return_tensors in ("np", None):
-            return BatchFeature(pixel_values=batch)
-        raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+        return BatchFeature(pixel_values=torch.from_numpy(batch) if return_tensors == "pt" else batch)
+
+    def to_options(self) -> dict:
+        return {name: getattr(self, name) for name in OPTIONS}
 
     preprocess = __call__
 
-    def preprocess_one(self, image) -> np.ndarray:
-        """One image → float32 CHW array."""
-        img = self._to_pil(image)
+    def preprocess_one(self, image, input_data_format: str | None = None) -> np.ndarray:
+        """One image → float32 CHW array. A float array or tensor in [0, 1] is taken as transformers takes
+        it: scaled to 8 bits for the resize, back to [0, 1] after it, and then — with `do_rescale` — rescaled
+        once more (transformers warns that it is already scaled; pass do_rescale=False for such input)."""
+        if _is_unit_float(image):
+            unit = _as_hwc(np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image,
+                                      dtype=np.float32), input_data_format)
+            if self.do_rescale:
+                warnings.warn("the images are floats in [0, 1] and do_rescale is set: they are rescaled again, as "
+                              "transformers does (pass do_rescale=False if they are already scaled)")
+            if not self.do_resize:
+                return self._finish(np.ascontiguousarray(unit.transpose(2, 0, 1)))
+            img = Image.fromarray(np.squeeze((unit * 255).astype(np.uint8), -1) if unit.shape[-1] == 1
+                                  else (unit * 255).astype(np.uint8))
+        else:
+            unit = None
+            img = self._to_pil(image, input_data_format)
         if self.do_convert_rgb and img.mode != "RGB":
             has_alpha = "A" in img.getbands() or img.info.get("transparency") is not None
             if self.alpha_background is not None and has_alpha:
@@ -108,6 +156,12 @@ class Dinov2ImageProcessor:
         arr = np.asarray(img)
         arr = arr[..., None] if arr.ndim == 2 else arr
         arr = np.ascontiguousarray(arr.transpose(2, 0, 1))
+        if unit is not None:  # back to [0, 1], as transformers' resize returns it
+            arr = (arr.astype(np.float64) * (1 / 255)).astype(np.float32)
+        return self._finish(arr)
+
+    def _finish(self, arr: np.ndarray) -> np.ndarray:
+        """Centre crop, rescale, normalise: the steps after the resize."""
         if self.do_center_crop:
             arr = self._center_crop(arr)
         if self.do_rescale:
@@ -139,9 +193,9 @@ class Dinov2ImageProcessor:
         top, left = (h - ch) // 2, (w - cw) // 2
         return arr[:, top:top + ch, left:left + cw]
 
-    def _to_pil(self, image) -> Image.Image:
-        """PIL as is; paths through the robust loader; arrays and tensors (HWC or CHW; uint8, or float in
-        [0, 1], rounded to 8 bits) to PIL."""
+    def _to_pil(self, image, input_data_format: str | None = None) -> Image.Image:
+        """PIL as is; paths through the robust loader; arrays and tensors (HWC or CHW, uint8 or integral
+        floats) to PIL."""
         if isinstance(image, Image.Image):
             return image
         if isinstance(image, (str, os.PathLike)):
@@ -150,12 +204,11 @@ class Dinov2ImageProcessor:
             image = image.detach().cpu().numpy()
         if not isinstance(image, np.ndarray):
             raise TypeError(f"unsupported image type {type(image).__name__}: expected PIL, numpy, torch or a path")
-        if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[-1] not in (1, 3, 4):
-            image = image.transpose(1, 2, 0)
-        if image.ndim == 3 and image.shape[-1] == 1:
+        image = _as_hwc(image, input_data_format)
+        if image.shape[-1] == 1:
             image = image[..., 0]
         if image.dtype != np.uint8:
-            image = np.clip(np.rint(image.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+            image = np.clip(np.rint(image.astype(np.float64)), 0, 255).astype(np.uint8)
         return Image.fromarray(image)
 
     # --- the fast and the official tensor pipelines -----------------------------------------------------
@@ -220,6 +273,23 @@ class Dinov2ImageProcessor:
 
     def __repr__(self):
         return f"Dinov2ImageProcessor({json.dumps(self.to_dict(), sort_keys=True)})"
+
+
+def _is_unit_float(image) -> bool:
+    if isinstance(image, torch.Tensor):
+        return image.is_floating_point() and image.numel() > 0 and 0 <= image.min() and image.max() <= 1
+    return (isinstance(image, np.ndarray) and np.issubdtype(image.dtype, np.floating) and image.size > 0
+            and 0 <= image.min() and image.max() <= 1)
+
+
+def _as_hwc(image: np.ndarray, input_data_format: str | None) -> np.ndarray:
+    """HWC (a grey image gets a channel axis); CHW is recognised by its first axis, or told."""
+    if image.ndim == 2:
+        return image[..., None]
+    if input_data_format == "channels_first" or (
+            input_data_format is None and image.shape[0] in (1, 3, 4) and image.shape[-1] not in (1, 3, 4)):
+        return image.transpose(1, 2, 0)
+    return image
 
 
 class AutoImageProcessor:
