@@ -2,7 +2,7 @@
 from .accel import accelerate
 from .data import AutoImageProcessor, Dinov2ImageProcessor, ImageFiles, ImageLoadError, load_image
 from .features import build_index, dedup, embed, search
-from .models import BaseModelOutputWithPooling, Dinov2Config, preset_config
+from .models import BaseModelOutputWithPooling, Dinov2Config, Dinov2WithRegistersConfig, preset_config
 from .pretrained import (
     AutoBackbone, AutoConfig, AutoModel, AutoModelForImageClassification, Dinov2Backbone, Dinov2ForImageClassification, Dinov2Model, dinov2_vitb14_lc, dinov2_vitb14_reg_lc,
     dinov2_vitg14_lc, dinov2_vitg14_reg_lc, dinov2_vitl14_lc, dinov2_vitl14_reg_lc, dinov2_vits14_lc,
@@ -17,7 +17,7 @@ __all__ = [
     "embed", "search", "dedup", "build_index", "accelerate",
     "AutoModel", "AutoModelForImageClassification", "AutoBackbone", "AutoConfig",
     "AutoImageProcessor", "Dinov2ImageProcessor", "ImageFiles", "ImageLoadError", "load_image",
-    "Dinov2Config", "Dinov2Model", "Dinov2ForImageClassification", "Dinov2Backbone", "BaseModelOutputWithPooling", "preset_config", "load_model", "get_model",
+    "Dinov2Config", "Dinov2WithRegistersConfig", "Dinov2Model", "Dinov2ForImageClassification", "Dinov2Backbone", "BaseModelOutputWithPooling", "preset_config", "load_model", "get_model",
     "MMPretrainFeatureModel", "CheckpointMismatchError", "WeightsNotAvailableError", "available_models",
     "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14",
     "dinov2_vits14_reg", "dinov2_vitb14_reg", "dinov2_vitl14_reg", "dinov2_vitg14_reg",

@@ -58,7 +58,9 @@ class Dinov2Config:
     # Keys of a config.json that dinokit does not interpret, kept so that a round trip loses nothing.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    model_type = "dinov2"
+    @property
+    def model_type(self) -> str:
+        return "dinov2_with_registers" if self.num_register_tokens else "dinov2"
 
     def __post_init__(self):
         if self.hidden_size % self.num_attention_heads:
@@ -228,6 +230,15 @@ class Dinov2Config:
         if not isinstance(other, Dinov2Config):
             return NotImplemented
         return self.to_dict() == other.to_dict()
+
+
+@dataclass(eq=False)
+class Dinov2WithRegistersConfig(Dinov2Config):
+    """transformers' `Dinov2WithRegistersConfig`: the same fields, 4 registers, and its class default patch
+    size of 16 (the released register models use 14, as their config.json says)."""
+
+    patch_size: int = 16
+    num_register_tokens: int = 4
 
 
 def generic_labels(id2label: dict[int, str] | None) -> bool:

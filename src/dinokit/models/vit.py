@@ -78,11 +78,11 @@ class DinoVisionTransformer(nn.Module):
         if not needs_interpolation(side, grid_hw, image_hw, mode):
             return self.pos_embed
         cacheable = not torch.is_grad_enabled() and not capturing_graph()
-        # inference tensors keep no version counter; their data changes only through a new tensor
-        version = -1 if self.pos_embed.is_inference() else self.pos_embed._version
-        key = (grid_hw, mode, self.pos_embed.dtype, self.pos_embed.device, version, self.pos_embed.data_ptr())
-        if cacheable and key in self._pos_cache:
-            return self._pos_cache[key]
+        if cacheable:  # inference tensors keep no version counter; their data changes only through a new tensor
+            version = -1 if self.pos_embed.is_inference() else self.pos_embed._version
+            key = (grid_hw, mode, self.pos_embed.dtype, self.pos_embed.device, version, self.pos_embed.data_ptr())
+            if key in self._pos_cache:
+                return self._pos_cache[key]
         patch_pos = interpolate_patch_pos_embed(
             self.pos_embed[:, 1:], side, grid_hw, mode, registers=self.num_register_tokens > 0
         )
