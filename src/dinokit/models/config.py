@@ -172,10 +172,9 @@ class Dinov2Config:
         d.pop("num_labels")  # transformers derives it from id2label
         if isinstance(d["mlp_ratio"], float) and d["mlp_ratio"].is_integer():
             d["mlp_ratio"] = int(d["mlp_ratio"])  # transformers 5 validates it as an int
-        registers = self.num_register_tokens > 0
         d["stage_names"] = self.stage_names
-        d["model_type"] = "dinov2_with_registers" if registers else "dinov2"
-        if not registers:
+        d["model_type"] = self.model_type
+        if not self.num_register_tokens:
             del d["num_register_tokens"]
         return d
 
@@ -189,8 +188,8 @@ class Dinov2Config:
         return json.dumps(d, indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], **overrides) -> "Dinov2Config":
-        d = {**d, **overrides}
+    def from_dict(cls, d: dict[str, Any]) -> "Dinov2Config":
+        d = dict(d)
         if "torch_dtype" in d and d.get("dtype") is None:
             d["dtype"] = d.pop("torch_dtype")
         d.pop("torch_dtype", None)
@@ -199,9 +198,8 @@ class Dinov2Config:
         extra = {k: v for k, v in d.items() if k not in names and k not in _NOT_STORED}
         return cls(**known, extra=extra)
 
-    def to_json_file(self, path: str | os.PathLike, architectures: list[str] | None = None,
-                     use_diff: bool = False) -> None:
-        d = self.to_diff_dict() if use_diff else self.to_dict()
+    def to_json_file(self, path: str | os.PathLike, architectures: list[str] | None = None) -> None:
+        d = self.to_dict()
         if architectures:
             d["architectures"] = architectures
         with open(path, "w") as f:
