@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,6 @@ import torch
 
 os.environ.setdefault("XFORMERS_DISABLED", "1")  # the official package probes xFormers at import
 
-PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos"
 
 
 def pytest_addoption(parser):
@@ -31,24 +31,11 @@ def _seed():
     torch.manual_seed(0)
 
 
-def perturb_(module: torch.nn.Module, std: float = 0.02) -> torch.nn.Module:
-    """Random weights everywhere (LayerNorm and LayerScale included), so parity covers every tensor."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn_like(p) * std)
-    return module.eval()
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.float() - b.float()).abs().max().item()
-
-
 @pytest.fixture
 def photos() -> list[Path]:
-    files = sorted(PHOTOS.glob("*"))
-    if not files:
-        pytest.skip(f"shared photos not found at {PHOTOS}")
-    return files
+    from tests.helpers import sample_photos
+
+    return sample_photos()
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +71,15 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("measured parity (max abs difference)")
         for line in PARITY_LINES:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def photo_folder(tmp_path, photos):
+    root = tmp_path / "photos"
+    (root / "nested").mkdir(parents=True)
+    for i, f in enumerate(photos):
+        shutil.copy(f, (root / "nested" if i % 3 == 0 else root) / f.name)
+    from tests.helpers import generated_images
+
+    generated_images(root / "generated", 5)
+    return root

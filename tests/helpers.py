@@ -4,12 +4,30 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 import dinokit
+
+
+SKIMAGE_PHOTOS = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg",
+                  "logo.png", "motorcycle_left.png", "retina.jpg", "rocket.jpg")
+
+
+def sample_photos() -> list[Path]:
+    """The 11 test photos, sorted by name: the sample images scikit-image and scikit-learn install with them
+    (RGB, grayscale and RGBA; JPEG and PNG; 451x300 to 1411x1411), so a fresh clone tests on them too."""
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    files = [Path(skimage.data.data_dir) / name for name in SKIMAGE_PHOTOS]
+    files += [Path(f) for f in load_sample_images().filenames]
+    missing = [str(f) for f in files if not f.is_file()]
+    assert not missing, f"sample photos missing from the installed packages: {missing}"
+    return sorted(files, key=lambda f: f.name)
 
 
 def cli(*args, env=None, timeout=600):
@@ -74,3 +92,38 @@ def _reencode(img, quality):
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def perturb_(module: torch.nn.Module, std: float = 0.02) -> torch.nn.Module:
+    """Random weights everywhere (LayerNorm and LayerScale included), so parity covers every tensor."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * std)
+    return module.eval()
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.float() - b.float()).abs().max().item()
+
+
+SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def fake_hf_cache(root, repo_id, model):
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(SNAPSHOT)
+    model.save_pretrained(repo / "snapshots" / SNAPSHOT)
+
+
+def broken_files(tmp_path):
+    good = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(good, format="JPEG")
+    (tmp_path / "truncated.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.jpg").write_text("not an image at all")
+    (tmp_path / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    return {
+        "truncated.jpg": "truncated", "empty.png": "empty", "notes.jpg": "not an image",
+        "garbage.png": "", "missing.jpg": "cannot read",
+    }

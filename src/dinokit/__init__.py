@@ -1,5 +1,5 @@
 """dinokit: DINOv2 models, weights in every published format, and the jobs built on their features."""
-from .accel import accelerate
+from .runtime import accelerate, fast_path
 from .data import AutoImageProcessor, Dinov2ImageProcessor, ImageFiles, ImageLoadError, load_image
 from .features import build_index, dedup, embed, search
 from .models import BaseModelOutputWithPooling, Dinov2Config, Dinov2WithRegistersConfig, preset_config
@@ -14,7 +14,7 @@ from .weights import CheckpointMismatchError, WeightsNotAvailableError, availabl
 __version__ = "0.1.0"
 
 __all__ = [
-    "embed", "search", "dedup", "build_index", "accelerate",
+    "embed", "search", "dedup", "build_index", "accelerate", "fast_path",
     "AutoModel", "AutoModelForImageClassification", "AutoBackbone", "AutoConfig",
     "AutoImageProcessor", "Dinov2ImageProcessor", "ImageFiles", "ImageLoadError", "load_image",
     "Dinov2Config", "Dinov2WithRegistersConfig", "Dinov2Model", "Dinov2ForImageClassification", "Dinov2Backbone", "BaseModelOutputWithPooling", "preset_config", "load_model", "get_model",

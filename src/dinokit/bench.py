@@ -25,6 +25,7 @@ import torch
 
 from .models.config import preset_config
 from .pretrained import Dinov2Model
+from .runtime.cpu import fast_path
 from .weights.formats import to_timm
 
 PEER_MODE = {"dinokit": "official", "transformers": "hf", "timm": "timm", "official": "official"}
@@ -59,14 +60,14 @@ def _random_model(size: str, seed: int = 0) -> Dinov2Model:
 
 def build_peers(size: str, workdir: Path) -> dict[str, tuple[torch.nn.Module, torch.nn.Module]]:
     """{peer: (peer model, dinokit model in the peer's mode)} with the same weights."""
-    ours = _random_model(size)
+    ours = fast_path(_random_model(size))  # dinokit's models run as its jobs run them
     sd = ours.state_dict()
     pairs = {"dinokit": (ours, ours)}
 
     def ours_in(mode):
         m = Dinov2Model(ours.config.replace(interpolate_mode=mode))
         m.load_state_dict(sd)
-        return m.eval()
+        return fast_path(m.eval())
 
     try:
         import transformers
@@ -193,7 +194,7 @@ def bench_backends(backends, sizes=("s",), batch_sizes=(1, 8, 32), image_size: i
     Effects are measured against eager float32 on real photos (cosine similarity of the CLS and patch tokens)
     and, for the first model, as the change in k-NN top-1 accuracy on scikit-learn's digits (when installed).
     """
-    from .accel import accelerate
+    from .runtime.backends import accelerate
 
     device = torch.device(device)
     rows, effects = [], []
@@ -403,7 +404,7 @@ def backends_table(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from .accel import BACKENDS
+    from .runtime.backends import BACKENDS
 
     parser = argparse.ArgumentParser(prog="dinokit bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["s", "b"], choices=["s", "b", "l", "g"])
@@ -431,7 +432,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     if torch.device(args.device).type == "cpu" and dtype == torch.bfloat16:
-        from .accel import BackendError, require_cpu_bf16
+        from .runtime.backends import BackendError, require_cpu_bf16
 
         try:
             require_cpu_bf16()

@@ -149,7 +149,7 @@ def _cmd_classify(args) -> int:
 
 def _cmd_export(args) -> int:
     from . import load_model
-    from .export import export_model
+    from .runtime.export import export_model
 
     model = load_model(args.model, interpolate_mode=args.interpolate_mode)
     report = export_model(model, args.format, args.output, image_size=args.image_size)

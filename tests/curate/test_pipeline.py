@@ -7,7 +7,7 @@ import numpy as np
 import yaml
 
 from dinokit.curate import Pool, read_pool, write_pool
-from tests.curate.test_steps import concepts, near, pool_of
+from tests.curate.vectors import concepts, near, pool_of
 from tests.helpers import cli, make_copies, torchrun
 
 

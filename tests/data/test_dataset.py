@@ -7,7 +7,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from dinokit.data import Dinov2ImageProcessor, ImageFiles, collate_images
-from tests.data.test_images import broken_files
+from tests.helpers import broken_files
 
 
 def make_folder(tmp_path, photos):

@@ -1,11 +1,11 @@
 """Robust image loading on images synthesised in every mode and format, and on broken files."""
-import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from dinokit.data import ImageLoadError, load_image
+from tests.helpers import broken_files
 
 rng = np.random.default_rng(0)
 RGB = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
@@ -85,19 +85,6 @@ def test_alpha_compositing_is_opt_in(tmp_path):
     path = save(tmp_path, "t.png", Image.fromarray(rgba, "RGBA"))
     assert np.asarray(load_image(path))[0, 0].tolist() == [200, 0, 0]
     assert np.asarray(load_image(path, background=(255, 255, 255)))[0, 0].tolist() == [255, 255, 255]
-
-
-def broken_files(tmp_path):
-    good = io.BytesIO()
-    Image.fromarray(RGB).save(good, format="JPEG")
-    (tmp_path / "truncated.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
-    (tmp_path / "empty.png").write_bytes(b"")
-    (tmp_path / "notes.jpg").write_text("not an image at all")
-    (tmp_path / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
-    return {
-        "truncated.jpg": "truncated", "empty.png": "empty", "notes.jpg": "not an image",
-        "garbage.png": "", "missing.jpg": "cannot read",
-    }
 
 
 def test_every_bad_file_raises_the_typed_error_with_its_path(tmp_path):

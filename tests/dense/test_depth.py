@@ -10,7 +10,7 @@ import dinokit
 from dinokit.dense import load_depth_model
 from dinokit.heads.depth import LinearDepthHead
 from dinokit.weights.dense import dinokit_dpt_head_to_official
-from tests.conftest import max_diff, perturb_
+from tests.helpers import max_diff, perturb_
 from tests.helpers import cli
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 import dinokit
 from dinokit.dense import load_segmentation_model, match, segment
 from dinokit.heads.segmentation import LinearSegmentationHead
-from tests.conftest import perturb_
+from tests.helpers import perturb_
 from tests.helpers import cli
 
 CLASSES = ["background", "disc", "square"]

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import perturb_
+from tests.helpers import perturb_
 
 pytest.importorskip("mmpretrain", reason="mmpretrain 1.2.0 is installed by tests/install-references")
 

@@ -9,7 +9,7 @@ import torch
 import transformers
 
 import dinokit
-from tests.conftest import max_diff, perturb_
+from tests.helpers import max_diff, perturb_
 
 BASE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=56, patch_size=14)
 NOT_MODEL_FIELDS = {  # fields of transformers' config that no DINOv2 model reads, in transformers either

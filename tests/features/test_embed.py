@@ -15,7 +15,7 @@ import torch
 import dinokit
 from dinokit.data import load_image
 from dinokit.features import read_embeddings
-from tests.data.test_images import broken_files
+from tests.helpers import broken_files
 from tests.helpers import cli, generated_images, torchrun
 
 
@@ -146,16 +146,14 @@ def test_memory_stays_flat(tmp_path, tiny_model_dir):
     assert large < small * 1.15 + 20_000, (small, large)
 
 
-def test_default_cpu_batch_gives_every_thread_a_piece():
+def test_default_cpu_batch_gives_every_thread_four_images():
     from dinokit.features.embed import default_batch_size
-    from dinokit.models.inference import images_per_stream
 
     threads = torch.get_num_threads()
     try:
         for n in (1, 2, 16):
             torch.set_num_threads(n)
-            batch = default_batch_size(torch.device("cpu"))
-            assert batch >= 8 and (n == 1 or images_per_stream(batch, n, largest=8) == 4)
+            assert default_batch_size(torch.device("cpu")) == max(8, 4 * n)
     finally:
         torch.set_num_threads(threads)
     assert default_batch_size(torch.device("cuda")) == 64

@@ -8,8 +8,8 @@ import transformers
 from PIL import Image
 
 import dinokit
-from dinokit.export import export_model
-from tests.conftest import perturb_
+from dinokit.runtime.export import export_model
+from tests.helpers import perturb_
 from tests.helpers import cli, save_tiny_model
 
 

@@ -6,7 +6,7 @@ import transformers
 import dinokit
 from dinokit import Dinov2Backbone, Dinov2ForImageClassification
 from dinokit.heads import imagenet_labels
-from tests.conftest import max_diff, perturb_
+from tests.helpers import max_diff, perturb_
 from tests.weights.references import official_model
 
 SMALL = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, image_size=518, patch_size=14)

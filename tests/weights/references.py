@@ -1,7 +1,7 @@
 """Reference models built by the reference libraries themselves, with random weights."""
 import transformers
 
-from tests.conftest import perturb_
+from tests.helpers import perturb_
 
 # (dim, depth, heads, swiglu): S and B at full size; L and g at full width with 2 blocks.
 ARCHS = {

@@ -8,7 +8,7 @@ import dinokit
 from dinokit.weights import (
     CheckpointMismatchError, detect_format, load_converted, to_dinokit, to_hf, to_mmpretrain, to_timm, unwrap_checkpoint,
 )
-from tests.conftest import max_diff, perturb_
+from tests.helpers import max_diff, perturb_
 
 
 def tiny_model(**kw):

@@ -10,18 +10,8 @@ import transformers
 
 import dinokit
 from dinokit.weights import to_mmpretrain
-from tests.conftest import max_diff
+from tests.helpers import fake_hf_cache, max_diff
 from tests.weights.references import hf_model, official_model
-
-SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def fake_hf_cache(root, repo_id, model):
-    repo = root / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(SNAPSHOT)
-    model.save_pretrained(repo / "snapshots" / SNAPSHOT)
-
 
 def run_offline(code, hf_cache, torch_home):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hf_cache), "TORCH_HOME": str(torch_home)}

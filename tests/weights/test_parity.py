@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import dinokit
-from tests.conftest import max_diff
+from tests.helpers import max_diff
 from tests.weights.references import ARCHS, SIZES, hf_model, official_model, timm_model
 
 TOL = 1e-4

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data import dense_transform, load_image, to_rgb
+from ..runtime.cpu import fast_path
 from .models import DepthModel, SegmentationModel, load_depth_model, load_segmentation_model
 from .pictures import colour_depth, mask_picture, match_picture
 
@@ -29,7 +30,7 @@ def _pixels(image, short_side, device) -> tuple[Image.Image, torch.Tensor]:
 def depth(images, model="dinov2_vits14_nyu_dpt", *, backbone=None, short_side: int | None = 448,
           device="cpu") -> list[np.ndarray]:
     """Depth in metres at each image's own size (H, W), float32."""
-    net = model if isinstance(model, DepthModel) else load_depth_model(model, backbone=backbone, device=device)
+    net = fast_path(model if isinstance(model, DepthModel) else load_depth_model(model, backbone=backbone, device=device))
     out = []
     for image in images:
         image, x = _pixels(image, short_side, device)
@@ -42,7 +43,7 @@ def write_depth(images, output, model="dinov2_vits14_nyu_dpt", *, backbone=None,
     """OUT/<name>_depth.png (coloured) and OUT/<name>_depth16.png (uint16, metres × 256) or <name>_depth.npy."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    net = load_depth_model(model, backbone=backbone, device=device) if not isinstance(model, DepthModel) else model
+    net = fast_path(load_depth_model(model, backbone=backbone, device=device) if not isinstance(model, DepthModel) else model)
     written = []
     for path in images:
         d = depth([path], net, short_side=short_side, device=device)[0]
@@ -58,7 +59,7 @@ def write_depth(images, output, model="dinov2_vits14_nyu_dpt", *, backbone=None,
 
 def segment(images, model, *, backbone=None, device="cpu") -> list[np.ndarray]:
     """Class index of every pixel, at each image's own size (H, W)."""
-    net = model if isinstance(model, SegmentationModel) else load_segmentation_model(model, backbone=backbone, device=device)
+    net = fast_path(model if isinstance(model, SegmentationModel) else load_segmentation_model(model, backbone=backbone, device=device))
     out = []
     with torch.inference_mode():
         for image in images:
@@ -72,7 +73,7 @@ def write_segmentation(images, output, model, *, backbone=None, device="cpu") ->
     """OUT/<name>_seg.png (image, blended mask, legend) and OUT/<name>_mask.png (class indices)."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    net = model if isinstance(model, SegmentationModel) else load_segmentation_model(model, backbone=backbone, device=device)
+    net = fast_path(model if isinstance(model, SegmentationModel) else load_segmentation_model(model, backbone=backbone, device=device))
     written = []
     for path in images:
         image = _image(path)  # decoded once: for the model and for the picture
@@ -95,7 +96,7 @@ def match(image_a, image_b, model, *, max_matches: int = 100, short_side: int = 
     """Mutual nearest neighbours between the last block's (normed) patch features of two images."""
     from ..pretrained import Dinov2Model
 
-    net = model if isinstance(model, torch.nn.Module) else Dinov2Model.from_pretrained(model, device=device)
+    net = fast_path(model if isinstance(model, torch.nn.Module) else Dinov2Model.from_pretrained(model, device=device))
     grids, feats = [], []
     with torch.inference_mode():
         for image in (image_a, image_b):

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from ..distributed import ensure_process_group, rank_and_world
 from ..data import ImageFiles, collate_images, official_eval_transform
 from ..data.folders import labelled_images
+from ..runtime.cpu import fast_path
 
 CACHE_VERSION = 1
 
@@ -49,7 +50,7 @@ def extract(model, paths, transform, *, batch_size=64, num_workers=2, device="cp
     from tqdm import tqdm
 
     rank, world = rank_and_world()
-    vit = model.dinov2 if hasattr(model, "dinov2") else model
+    vit = fast_path(model.dinov2 if hasattr(model, "dinov2") else model)
     blocks = min(blocks, len(vit.blocks))
     n, dim = len(paths), vit.config.hidden_size
     cls, mean, ok = torch.zeros(n, blocks, dim), torch.zeros(n, dim), torch.zeros(n, dtype=torch.bool)

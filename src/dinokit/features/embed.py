@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..accel import BACKENDS, FIXED_SIZE_BACKENDS, INEXACT_BACKENDS, BackendError, accelerate, require_cpu_bf16
+from ..runtime.backends import BACKENDS, FIXED_SIZE_BACKENDS, INEXACT_BACKENDS, BackendError, accelerate, require_cpu_bf16
 from ..distributed import ensure_process_group, rank_and_world
 from ..data import Dinov2ImageProcessor, ImageFiles, collate_images, list_images
 from ..pretrained import Dinov2Model
@@ -56,9 +56,9 @@ def make_processor(model, image_size: int | None = None) -> Dinov2ImageProcessor
 
 
 def default_batch_size(device: torch.device) -> int:
-    """GPU: 64. CPU: 4 images per thread, at least 8. The model runs a CPU batch as one piece per thread,
-    side by side, and 4 images at 224 px keep a piece's activations in cache (on our 2-core machines batch 8
-    is faster than 32 for every library); a batch smaller than the thread count would leave threads idle."""
+    """GPU: 64. CPU: 4 images per thread, at least 8. The fast path runs a CPU batch as one piece per thread,
+    side by side, and 4 images at 224 px keep a piece's activations in cache (docs/performance.md); a batch
+    smaller than the thread count would leave threads idle."""
     return 64 if device.type == "cuda" else max(8, 4 * torch.get_num_threads())
 
 

@@ -6,6 +6,7 @@ import torch
 
 from ..data import list_images, load_image
 from ..pretrained import Dinov2Model
+from ..runtime.cpu import fast_path
 from .embed import make_processor
 from .index import EmbeddingIndex, Hit, duplicate_groups
 from .pooling import pool
@@ -17,6 +18,7 @@ def embed_images(images, model, *, pooling="cls", normalize=False, image_size=No
     """Embeddings of a few images in memory, computed exactly as `dinokit embed` computes them."""
     net = model if isinstance(model, torch.nn.Module) else Dinov2Model.from_pretrained(
         model, interpolate_mode=interpolate_mode, device=device)
+    fast_path(net)
     processor = make_processor(str(model) if not isinstance(model, torch.nn.Module) else None, image_size)
     out = []
     with torch.inference_mode():

@@ -6,7 +6,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import activation
-from .inference import in_place_ok, linear
 
 
 class PatchEmbed(nn.Module):
@@ -43,7 +42,7 @@ class Attention(nn.Module):
                 queries: int | None = None):
         """`queries=n`: only the first n tokens ask (all tokens still answer); the output has n tokens."""
         B, N, C = x.shape
-        q, k, v = linear(self.qkv, x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         if queries is not None:
             q, N = q[:, :, :queries], queries
         drop = self.attn_drop if self.training else 0.0
@@ -57,7 +56,7 @@ class Attention(nn.Module):
             out = weights @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-        out = linear(self.proj, out.transpose(1, 2).reshape(B, N, C))
+        out = self.proj(out.transpose(1, 2).reshape(B, N, C))
         return out, weights
 
 
@@ -71,12 +70,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = linear(self.fc1, x)
-        if type(self.act) is nn.GELU and in_place_ok(self):  # the largest activation: no second copy
-            hidden = torch.ops.aten.gelu_(hidden, approximate=self.act.approximate)
-        else:
-            hidden = self.act(hidden)
-        return linear(self.fc2, hidden)
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class SwiGLUFFN(nn.Module):
@@ -88,8 +82,8 @@ class SwiGLUFFN(nn.Module):
         self.w3 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = linear(self.w12, x).chunk(2, dim=-1)
-        return linear(self.w3, F.silu(x1) * x2)
+        x1, x2 = self.w12(x).chunk(2, dim=-1)
+        return self.w3(F.silu(x1) * x2)
 
 
 class LayerScale(nn.Module):
@@ -146,9 +140,6 @@ class Block(nn.Module):
             x = _residual_on_subset(x, lambda y: self.ls1(self.attn(self.norm1(y))[0]), self.drop_path.p)
             return _residual_on_subset(x, lambda y: self.ls2(self.mlp(self.norm2(y))), self.drop_path.p), None
         attn, weights = self.attn(self.norm1(x), need_weights=need_weights, head_mask=head_mask)
-        if in_place_ok(self):  # the branches' outputs are fresh: scale and add into them (same numbers)
-            x = _scale_(attn, self.ls1).add_(x)
-            return _scale_(self.mlp(self.norm2(x)), self.ls2).add_(x), weights
         x = x + self.drop_path(self.ls1(attn))
         x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x, weights
@@ -159,6 +150,3 @@ class Block(nn.Module):
         cls = x[:, :1] + self.drop_path(self.ls1(self.attn(self.norm1(x), queries=1)[0]))
         return cls + self.drop_path(self.ls2(self.mlp(self.norm2(cls))))
 
-
-def _scale_(x: torch.Tensor, layer_scale: nn.Module) -> torch.Tensor:
-    return x.mul_(layer_scale.gamma) if isinstance(layer_scale, LayerScale) else layer_scale(x)

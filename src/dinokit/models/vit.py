@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from .config import Dinov2Config
-from .inference import capturing_graph, cpu_streams, images_per_stream, side_by_side
 from .layers import Block, PatchEmbed
 from .outputs import BaseModelOutputWithPooling, wants_tuple
 from .pos_embed import interpolate_patch_pos_embed, needs_interpolation
@@ -43,7 +42,6 @@ class DinoVisionTransformer(nn.Module):
             for _ in range(config.num_hidden_layers)
         )
         self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
-        self._pos_cache: dict = {}
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -71,27 +69,16 @@ class DinoVisionTransformer(nn.Module):
 
     # --- embeddings --------------------------------------------------------------------------------
     def position_embeddings(self, image_hw: tuple[int, int]) -> torch.Tensor:
-        """[1, 1 + h*w, D] for an image of (H, W) pixels; cached per size when no gradient is recorded."""
+        """[1, 1 + h*w, D] for an image of (H, W) pixels."""
         grid_hw = (image_hw[0] // self.patch_size, image_hw[1] // self.patch_size)
         mode = self.interpolate_mode
         side = self.config.grid_size
         if not needs_interpolation(side, grid_hw, image_hw, mode):
             return self.pos_embed
-        cacheable = not torch.is_grad_enabled() and not capturing_graph()
-        if cacheable:  # inference tensors keep no version counter; their data changes only through a new tensor
-            version = -1 if self.pos_embed.is_inference() else self.pos_embed._version
-            key = (grid_hw, mode, self.pos_embed.dtype, self.pos_embed.device, version, self.pos_embed.data_ptr())
-            if key in self._pos_cache:
-                return self._pos_cache[key]
         patch_pos = interpolate_patch_pos_embed(
             self.pos_embed[:, 1:], side, grid_hw, mode, registers=self.num_register_tokens > 0
         )
-        pos = torch.cat((self.pos_embed[:, :1], patch_pos), dim=1)
-        if cacheable:
-            if len(self._pos_cache) >= 16:
-                self._pos_cache.clear()
-            self._pos_cache[key] = pos
-        return pos
+        return torch.cat((self.pos_embed[:, :1], patch_pos), dim=1)
 
     def prepare_tokens(self, pixel_values: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         B, _, H, W = pixel_values.shape
@@ -127,7 +114,7 @@ class DinoVisionTransformer(nn.Module):
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
         if hidden_states is None and attentions is None and head_mask is None:
-            x = self._in_pieces(self._blocks, x)
+            x = self.run_blocks(x)
         else:
             for blk, mask in zip(self.blocks, head_masks):
                 x, weights = blk(x, need_weights=bool(output_attentions), head_mask=mask)
@@ -144,52 +131,22 @@ class DinoVisionTransformer(nn.Module):
         )
         return out.to_tuple() if wants_tuple(config, return_dict) else out
 
-    # --- the fast path ---------------------------------------------------------------------------------
-    CPU_TOKENS_PER_CHUNK = 2048  # ~8 images at 224 px: activations stay in cache (measured in docs/performance.md)
-
-    def _blocks(self, x: torch.Tensor) -> torch.Tensor:
-        for blk in self.blocks:
+    def run_blocks(self, x: torch.Tensor, class_token_only: bool = False) -> torch.Tensor:
+        """Tokens through every block; `class_token_only`: the last block computes token 0 alone, [B, 1, D]."""
+        if not len(self.blocks):
+            return x[:, :1] if class_token_only else x
+        *body, last = self.blocks
+        for blk in body:
             x, _ = blk(x)
-        return x
+        if class_token_only:
+            return last.forward_first_token(x)
+        return last(x)[0]
 
     def forward_class_token(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """`pooler_output` alone, [B, D]: the normalised final CLS token, without the last block's work on
-        the patch tokens (its attention from them, its projection and MLP for them: ~6% of ViT-S/B at
-        224 px). The same numbers as `forward(...).pooler_output` to float32 rounding."""
-        x = self.prepare_tokens(pixel_values)
-        *body, last = self.blocks
-
-        def run(part):
-            for blk in body:
-                part, _ = blk(part)
-            return last.forward_first_token(part)
-
-        x = self._in_pieces(run, x)
-        return self.norm(x)[:, 0]
-
-    def _split_batch(self, x: torch.Tensor) -> tuple[int, int]:
-        """(images per piece, threads side by side) when a CPU inference batch runs in pieces; (0, 1): in one
-        go. Same numbers, faster: pieces of ~2,048 tokens keep the activations in cache, and at inference
-        with several threads the pieces run side by side, one thread each, as long as that keeps the threads
-        busy (see `inference.cpu_streams` and `images_per_stream`)."""
-        if capturing_graph() or x.device.type != "cpu" or torch.is_grad_enabled():  # exports keep a dynamic batch
-            return 0, 1
-        B, N = x.shape[:2]
-        largest = max(1, self.CPU_TOKENS_PER_CHUNK // N) if B * N >= 2 * self.CPU_TOKENS_PER_CHUNK else B
-        streams = cpu_streams(self)
-        per_piece = images_per_stream(B, streams, largest) if streams > 1 else 0
-        if per_piece:  # always fewer than B: at least two streams, and one image alone is never split
-            return per_piece, streams
-        return (largest, 1) if largest < B else (0, 1)
-
-    def _in_pieces(self, run, x: torch.Tensor) -> torch.Tensor:
-        """run(x), or run over the pieces `_split_batch` chooses (side by side when it says so)."""
-        per_piece, streams = self._split_batch(x)
-        if not per_piece:
-            return run(x)
-        pieces = list(x.split(per_piece))
-        outputs = side_by_side(run, pieces, streams) if streams > 1 else [run(piece) for piece in pieces]
-        return torch.cat(outputs, dim=0)
+        the patch tokens (its attention from them, its projection and MLP for them). The same numbers as
+        `forward(...).pooler_output` to float32 rounding."""
+        return self.norm(self.run_blocks(self.prepare_tokens(pixel_values), class_token_only=True))[:, 0]
 
     def _head_masks(self, head_mask: torch.Tensor | None) -> list:
         """transformers' head_mask: [heads] for every layer or [layers, heads]; 1 keeps a head, 0 masks it."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import dinokit
-from dinokit.accel import BackendError, _child_survives, accelerate, cpu_bf16_works
+from dinokit.runtime.backends import BackendError, _child_survives, accelerate, cpu_bf16_works
 from dinokit.data import load_image
 from dinokit.features import read_embeddings
 from tests.helpers import cli
@@ -59,9 +59,9 @@ def test_backends_that_cannot_run_say_why(model_and_photos):
 
 
 def test_an_export_that_disagrees_with_eager_is_refused(model_and_photos, monkeypatch):
-    from dinokit import accel
+    from dinokit.runtime import backends
 
-    monkeypatch.setattr(accel, "EXPORT_TOLERANCE", -1.0)  # any difference, even 0, now counts as too large
+    monkeypatch.setattr(backends, "EXPORT_TOLERANCE", -1.0)  # any difference, even 0, now counts as too large
     with pytest.raises(BackendError, match="differs from eager PyTorch"):
         accelerate(model_and_photos[0], "onnxruntime", image_size=224)
 

@@ -1,7 +1,7 @@
 """Opt-in inference backends: each trades something (set-up time, a dependency, exactness) for speed.
 
 `accelerate(model, backend)` returns a function pixel_values → last_hidden_state. The default, `eager`, is
-dinokit's exact fast path and needs nothing more. The others, and what they cost (docs/performance.md has
+dinokit's exact fast path (`runtime.cpu.fast_path`, applied to the model in place) and needs nothing more. The others, and what they cost (docs/performance.md has
 their measured speed-ups and their effect on the embeddings):
 
 - `compile`: `torch.compile`; exact (≤ 1e-5); compiles on the first call of every new input shape.
@@ -30,6 +30,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .cpu import fast_path
+
 BACKENDS = ("eager", "compile", "onnxruntime", "onnxruntime-int8", "int8", "cuda-graphs")
 FIXED_SIZE_BACKENDS = ("onnxruntime", "onnxruntime-int8")
 INEXACT_BACKENDS = ("onnxruntime-int8", "int8")
@@ -50,6 +52,7 @@ def accelerate(model: nn.Module, backend: str = "eager", *, image_size: int | No
     model = model.eval()
     device = next(model.parameters()).device
     if backend == "eager":
+        fast_path(model)
         return lambda x: model(x).last_hidden_state
     if backend == "compile":
         compiled = torch.compile(model, options={"freezing": True})  # weights as constants: packed GEMMs
@@ -65,7 +68,7 @@ def accelerate(model: nn.Module, backend: str = "eager", *, image_size: int | No
     if backend == "cuda-graphs":
         if device.type != "cuda":
             raise BackendError("backend 'cuda-graphs' needs the model on a CUDA device")
-        return CudaGraphRunner(model)
+        return CudaGraphRunner(fast_path(model))
     raise BackendError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
