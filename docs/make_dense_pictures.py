@@ -1,4 +1,4 @@
-"""The README's dense pictures, made from the shared photos: `python docs/make_dense_pictures.py`.
+"""The README's dense pictures, made from the test photos (scikit-image's samples): `python docs/make_dense_pictures.py`.
 
 No real DINOv2 weights can be downloaded where dinokit is built, so the pictures use the test models: a
 random-weight ViT (depth, matches) and a segmentation head trained by the tests' recipe on generated shapes.
@@ -21,7 +21,7 @@ from dinokit.dense.predict import depth, segment  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--photos", default=str(ROOT.parent / "shared" / "data" / "photos"))
+    parser.add_argument("--photos", help="a folder with coffee.png and chelsea.png (default: scikit-image's samples)")
     parser.add_argument("--model", help="backbone for matches and segmentation (default: the tests' random model)")
     parser.add_argument("--depth-model", help="depth model (default: a random-weight DPT in transformers' layout)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
@@ -29,9 +29,10 @@ def main() -> None:
     args = parser.parse_args()
     from tests.dense.test_depth import hf_dpt
     from tests.dense.test_segmentation import shapes_on_textures
-    from tests.helpers import save_tiny_model
+    from tests.helpers import sample_photos, save_tiny_model
 
-    work, out, photos = Path(args.work), Path(args.out), Path(args.photos)
+    work, out = Path(args.work), Path(args.out)
+    photos = Path(args.photos) if args.photos else sample_photos()[0].parent
     out.mkdir(parents=True, exist_ok=True)
     model = args.model or save_tiny_model(work / "smooth-model", noise=0.1)
     if args.depth_model is None:

@@ -12,7 +12,6 @@ from PIL import Image
 
 import dinokit
 
-
 SKIMAGE_PHOTOS = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg",
                   "logo.png", "motorcycle_left.png", "retina.jpg", "rocket.jpg")
 

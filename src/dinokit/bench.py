@@ -40,9 +40,10 @@ def vit_flops(config, batch: int, image_size: int) -> float:
     return 2.0 * batch * (layers * per_layer + patches * 3 * p * p * d)
 
 
-def matmul_peak_gflops(size: int | None = None, repeats: int = 10, device=torch.device("cpu"),
+def matmul_peak_gflops(size: int | None = None, repeats: int = 10, device: torch.device | str = "cpu",
                        dtype: torch.dtype = torch.float32) -> float:
     """The machine's matrix-multiply rate: best of `repeats` square products (2048² on CPU, 8192² on GPU)."""
+    device = torch.device(device)
     size = size or (8192 if device.type == "cuda" else 2048)
     a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     times, _ = time_interleaved({"matmul": lambda x: x @ b}, a, warmup=3, repeats=repeats)
@@ -386,7 +387,8 @@ def _transformers_loop(paths, model_dir, batch_size: int, device) -> tuple[float
 
 def backends_table(result: dict) -> str:
     """The backends as Markdown: speed-up over eager fp32, and the effect on the numbers."""
-    lines = ["| model | px | batch | backend | img/s (min–max) | speed-up vs eager | max abs Δ |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | px | batch | backend | img/s (min–max) | speed-up vs eager | max abs Δ |",
+             "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         if r["backend"] == "eager":
             continue

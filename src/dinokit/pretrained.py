@@ -49,7 +49,8 @@ class Dinov2ForImageClassification(PretrainedMixin, ImageClassifier):
                 return with_linear_head(config, layers, config.id2label)
             else:  # unnamed classes: ImageNet-1k's names for a 1000-class head (the released ones), else LABEL_i
                 return with_linear_head(config, layers, None if rows == 1000 else {i: f"LABEL_{i}" for i in range(rows)})
-        warnings.warn(f"the classification head ({config.num_labels} classes) is newly initialised: train it before use")
+        warnings.warn(f"the classification head ({config.num_labels} classes) is newly initialised: train it before use",
+                      stacklevel=2)
         return with_linear_head(config, layers or 1, config.id2label)
 
     def _load_resolved(self, found: ResolvedCheckpoint, source: str):
@@ -95,7 +96,7 @@ class _Auto:
     model_class: type
 
     def __init__(self):
-        raise EnvironmentError(f"{type(self).__name__} is built with {type(self).__name__}.from_pretrained(...) "
+        raise OSError(f"{type(self).__name__} is built with {type(self).__name__}.from_pretrained(...) "
                                f"or .from_config(config)")
 
     @classmethod
@@ -128,7 +129,7 @@ class AutoConfig:
     """transformers' `AutoConfig.from_pretrained` / `for_model` for DINOv2 configs."""
 
     def __init__(self):
-        raise EnvironmentError("AutoConfig is built with AutoConfig.from_pretrained(...)")
+        raise OSError("AutoConfig is built with AutoConfig.from_pretrained(...)")
 
     @staticmethod
     def from_pretrained(pretrained_model_name_or_path, **kwargs) -> Dinov2Config:

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from dinokit.curate import Pool, balance, balanced_sample, decontaminate, dedup, entropy, kmeans, read_pool, \
-    retrieve, write_pool
+from dinokit.curate import Pool, balance, balanced_sample, decontaminate, dedup, entropy, kmeans, read_pool, retrieve, write_pool
 from dinokit.curate.balance import allocate
 from dinokit.curate.dedup import DEFAULT_THRESHOLD
 from tests.curate.vectors import DIM, concepts, near, pool_of, unit
+
 
 def pairs(groups):
     return {(min(a, b), max(a, b)) for g in groups for a in g for b in g if a != b}
@@ -17,7 +17,7 @@ def test_dedup_finds_planted_groups_at_the_default_threshold(report):
     items, _ = concepts(rng, 40, 50)  # 2000 distinct images
     planted = []
     copies = []
-    for i, original in enumerate(rng.choice(len(items), 300, replace=False)):
+    for _i, original in enumerate(rng.choice(len(items), 300, replace=False)):
         k = int(rng.integers(1, 4))  # 1–3 copies: re-encodings, resizes, crops of the same picture
         copies.append(near(rng, np.repeat(items[original][None], k, 0), 0.985))
         planted.append([int(original), *range(len(items) + sum(len(c) for c in copies[:-1]), len(items) + sum(len(c) for c in copies))])

@@ -10,8 +10,7 @@ import dinokit
 from dinokit.dense import load_depth_model
 from dinokit.heads.depth import LinearDepthHead
 from dinokit.weights.dense import dinokit_dpt_head_to_official
-from tests.helpers import max_diff, perturb_
-from tests.helpers import cli
+from tests.helpers import cli, max_diff, perturb_
 
 
 def hf_dpt(apply_layernorm=True):
@@ -131,7 +130,7 @@ def test_official_names_load_from_the_torch_hub_cache(tmp_path, monkeypatch):
     model = load_depth_model("dinov2_vits14_ld")
     assert model.blocks == [2, 5, 8, 11] and not model.norm and model.head.max_depth == 10.0
     assert max_diff(model.head.conv_depth.weight, head.conv_depth.weight) == 0
-    with pytest.raises(dinokit.download.WeightsNotAvailableError, match="dinov2_vits14_kitti_dpt_head.pth"):
+    with pytest.raises(dinokit.WeightsNotAvailableError, match="dinov2_vits14_kitti_dpt_head.pth"):
         load_depth_model("dinov2_vits14_kitti_dpt")
 
 

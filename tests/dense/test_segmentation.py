@@ -11,8 +11,7 @@ from PIL import Image
 import dinokit
 from dinokit.dense import load_segmentation_model, match, segment
 from dinokit.heads.segmentation import LinearSegmentationHead
-from tests.helpers import perturb_
-from tests.helpers import cli
+from tests.helpers import cli, perturb_
 
 CLASSES = ["background", "disc", "square"]
 

@@ -23,8 +23,7 @@ import transformers
 
 import dinokit
 from dinokit.heads.classification import imagenet_labels
-from tests.helpers import max_diff, perturb_
-from tests.helpers import SNAPSHOT
+from tests.helpers import SNAPSHOT, max_diff, perturb_
 
 TRANSFORMERS_4 = Path(os.environ.get("DINOKIT_TRANSFORMERS_437", Path(sys.prefix) / "side" / "transformers-4.37.2"))
 FETCH = {  # the docs' network lines → a local photo

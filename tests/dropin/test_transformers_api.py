@@ -249,7 +249,7 @@ def test_jit_trace_equals_eager_in_every_mode(mode, registers, report):
     if not registers:
         models["classifier"] = perturb_(dinokit.Dinov2ForImageClassification(config.replace(num_labels=5)))
     worst = 0.0
-    for kind, model in models.items():
+    for _kind, model in models.items():
         model.config.return_dict = False
         for h, w in [(224, 224), (518, 518), (308, 448)]:
             x, other = torch.randn(2, 3, h, w), torch.randn(3, 3, h, w)

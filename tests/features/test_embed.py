@@ -15,8 +15,7 @@ import torch
 import dinokit
 from dinokit.data import load_image
 from dinokit.features import read_embeddings
-from tests.helpers import broken_files
-from tests.helpers import cli, generated_images, torchrun
+from tests.helpers import broken_files, cli, generated_images, torchrun
 
 
 def reference_embeddings(model_dir, paths, pooling="cls", normalize=False):
@@ -136,8 +135,8 @@ def test_memory_stays_flat(tmp_path, tiny_model_dir):
     def peak(n):
         folder = tmp_path / f"imgs{n}"
         generated_images(folder, n)
-        code = ("import resource, dinokit; dinokit.embed(%r, %r, %r, shard_size=64, num_workers=0, progress=False);"
-                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)") % (str(folder), str(tmp_path / f"o{n}"), str(tiny_model_dir))
+        code = ("import resource, dinokit; dinokit.embed({!r}, {!r}, {!r}, shard_size=64, num_workers=0, progress=False);"
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)").format(str(folder), str(tmp_path / f"o{n}"), str(tiny_model_dir))
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr
         return int(r.stdout.strip().splitlines()[-1])

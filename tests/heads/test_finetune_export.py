@@ -9,8 +9,7 @@ from PIL import Image
 
 import dinokit
 from dinokit.runtime.export import export_model
-from tests.helpers import perturb_
-from tests.helpers import cli, save_tiny_model
+from tests.helpers import cli, perturb_, save_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import dinokit
-from dinokit.runtime.backends import BackendError, _child_survives, accelerate, cpu_bf16_works
 from dinokit.data import load_image
 from dinokit.features import read_embeddings
+from dinokit.runtime.backends import BackendError, _child_survives, accelerate, cpu_bf16_works
 from tests.helpers import cli
 
 

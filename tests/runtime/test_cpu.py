@@ -151,8 +151,8 @@ def test_the_switches_keep_the_numbers():
 def test_jobs_run_the_fast_path(tiny_model_dir, photos):
     """embed (through accelerate) and the evaluation's feature loop put the model on the fast path."""
     from dinokit import accelerate
-    from dinokit.eval.features import extract
     from dinokit.data import official_eval_transform
+    from dinokit.eval.features import extract
 
     model = Dinov2Model.from_pretrained(tiny_model_dir)
     assert not is_fast(model)

@@ -6,7 +6,14 @@ import torch
 
 import dinokit
 from dinokit.weights import (
-    CheckpointMismatchError, detect_format, load_converted, to_dinokit, to_hf, to_mmpretrain, to_timm, unwrap_checkpoint,
+    CheckpointMismatchError,
+    detect_format,
+    load_converted,
+    to_dinokit,
+    to_hf,
+    to_mmpretrain,
+    to_timm,
+    unwrap_checkpoint,
 )
 from tests.helpers import max_diff, perturb_
 

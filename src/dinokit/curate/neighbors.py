@@ -9,7 +9,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..distributed import ensure_process_group, rank_and_world
-from ..features.index import build_faiss_index, knn as faiss_knn
+from ..features.index import build_faiss_index
+from ..features.index import knn as faiss_knn
 
 MAX_POINTS_PER_CENTROID = 256  # k-means trains on a sample of at most this many points per cluster (as FAISS)
 EXACT_PAIRS = 10 ** 10  # above this many comparisons an exact search takes minutes on a laptop: IVF

@@ -12,7 +12,6 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 
-
 @dataclass
 class Pool:
     paths: list[str]
@@ -23,12 +22,12 @@ class Pool:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def take(self, rows) -> "Pool":
+    def take(self, rows) -> Pool:
         rows = np.asarray(rows, dtype=np.int64)
         return Pool([self.paths[i] for i in rows], self.vectors[rows],
                     {k: v[rows] for k, v in self.columns.items()}, dict(self.metadata))
 
-    def with_columns(self, **columns) -> "Pool":
+    def with_columns(self, **columns) -> Pool:
         for name, values in columns.items():
             if len(values) != len(self):
                 raise ValueError(f"column {name!r} has {len(values)} values for {len(self)} images")

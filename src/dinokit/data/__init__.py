@@ -2,7 +2,12 @@
 from .dataset import ImageBatch, ImageFiles, LoadedImage, collate_images
 from .images import IMAGE_EXTENSIONS, ImageLoadError, list_images, load_image, to_rgb
 from .processor import (
-    IMAGENET_MEAN, IMAGENET_STD, AutoImageProcessor, BatchFeature, Dinov2ImageProcessor, dense_transform,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AutoImageProcessor,
+    BatchFeature,
+    Dinov2ImageProcessor,
+    dense_transform,
     official_eval_transform,
 )
 

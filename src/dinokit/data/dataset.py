@@ -2,7 +2,8 @@
 embedding, evaluation and training jobs."""
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import Dataset
@@ -35,7 +36,7 @@ class ImageFiles(Dataset):
         self.failures: list[tuple[str, str]] = []
 
     @classmethod
-    def from_paths(cls, paths: list[str], transform: Callable, **kwargs) -> "ImageFiles":
+    def from_paths(cls, paths: list[str], transform: Callable, **kwargs) -> ImageFiles:
         """Exactly these files, in this order (no folder listing)."""
         dataset = cls([], transform, **kwargs)
         dataset.paths = [str(p) for p in paths]

@@ -33,7 +33,7 @@ class BatchFeature(dict):
         except KeyError:
             raise AttributeError(name) from None
 
-    def to(self, *args, **kwargs) -> "BatchFeature":
+    def to(self, *args, **kwargs) -> BatchFeature:
         """Tensors moved or cast as `Tensor.to` does; a dtype applies to floating-point tensors only."""
         def move(v):
             if not isinstance(v, torch.Tensor):
@@ -132,7 +132,7 @@ class Dinov2ImageProcessor:
                                       dtype=np.float32), input_data_format)
             if self.do_rescale:
                 warnings.warn("the images are floats in [0, 1] and do_rescale is set: they are rescaled again, as "
-                              "transformers does (pass do_rescale=False if they are already scaled)")
+                              "transformers does (pass do_rescale=False if they are already scaled)", stacklevel=2)
             if not self.do_resize:
                 return self._finish(np.ascontiguousarray(unit.transpose(2, 0, 1)))
             img = Image.fromarray(np.squeeze((unit * 255).astype(np.uint8), -1) if unit.shape[-1] == 1
@@ -250,11 +250,11 @@ class Dinov2ImageProcessor:
         return folder
 
     @classmethod
-    def from_json_file(cls, path) -> "Dinov2ImageProcessor":
+    def from_json_file(cls, path) -> Dinov2ImageProcessor:
         return cls(**json.loads(Path(path).read_text()))
 
     @classmethod
-    def from_pretrained(cls, name_or_path, **overrides) -> "Dinov2ImageProcessor":
+    def from_pretrained(cls, name_or_path, **overrides) -> Dinov2ImageProcessor:
         """A folder or file with preprocessor_config.json, a Hugging Face repo id, or a torch.hub/mmpretrain
         name (which ship no such file: the hub defaults, which are the official evaluation values)."""
         path = Path(name_or_path)
@@ -264,7 +264,7 @@ class Dinov2ImageProcessor:
             return cls(**{**json.loads(path.read_text()), **overrides})
         name = str(name_or_path)
         if name.count("/") == 1 and not path.exists():
-            from ..download import hub_file
+            from ..weights.download import hub_file
 
             found = hub_file(name, CONFIG_NAME, required=False)
             if found is not None:

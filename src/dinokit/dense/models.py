@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..download import hub_file, url_file
 from ..heads.depth import DPTDepthHead, LinearDepthHead, center_pad
 from ..heads.segmentation import LinearSegmentationHead
 from ..models.config import Dinov2Config
@@ -19,9 +18,13 @@ from ..models.vit import DinoVisionTransformer
 from ..pretrained import Dinov2Model
 from ..weights.checkpoint import load_converted, read_state_dict
 from ..weights.dense import official_dpt_head_to_dinokit, official_linear_head_to_dinokit, split_hf_dpt
+from ..weights.download import hub_file, url_file
 from ..weights.formats import to_dinokit
 from ..weights.names import (
-    DEPTH_DATASETS, official_depth_head_url, official_segmentation_head_url, parse_dense_name,
+    DEPTH_DATASETS,
+    official_depth_head_url,
+    official_segmentation_head_url,
+    parse_dense_name,
 )
 
 _FOUR_BLOCKS = {12: [2, 5, 8, 11], 24: [4, 11, 17, 23], 40: [9, 19, 29, 39]}  # the official depthers' blocks

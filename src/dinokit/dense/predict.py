@@ -59,7 +59,9 @@ def write_depth(images, output, model="dinov2_vits14_nyu_dpt", *, backbone=None,
 
 def segment(images, model, *, backbone=None, device="cpu") -> list[np.ndarray]:
     """Class index of every pixel, at each image's own size (H, W)."""
-    net = fast_path(model if isinstance(model, SegmentationModel) else load_segmentation_model(model, backbone=backbone, device=device))
+    if not isinstance(model, SegmentationModel):
+        model = load_segmentation_model(model, backbone=backbone, device=device)
+    net = fast_path(model)
     out = []
     with torch.inference_mode():
         for image in images:
@@ -73,7 +75,9 @@ def write_segmentation(images, output, model, *, backbone=None, device="cpu") ->
     """OUT/<name>_seg.png (image, blended mask, legend) and OUT/<name>_mask.png (class indices)."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    net = fast_path(model if isinstance(model, SegmentationModel) else load_segmentation_model(model, backbone=backbone, device=device))
+    if not isinstance(model, SegmentationModel):
+        model = load_segmentation_model(model, backbone=backbone, device=device)
+    net = fast_path(model)
     written = []
     for path in images:
         image = _image(path)  # decoded once: for the model and for the picture

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..distributed import ensure_process_group, rank_and_world
 from ..data import ImageFiles, collate_images, official_eval_transform
 from ..data.folders import labelled_images
+from ..distributed import ensure_process_group, rank_and_world
 from ..runtime.cpu import fast_path
 
 CACHE_VERSION = 1

@@ -2,7 +2,8 @@
 
 Resumption: finished shards and the failure log are the state; a re-run skips every path found there, so
 a killed job continues where it stopped and never re-embeds a finished image. Distributed: under torchrun
-each rank takes every WORLD_SIZE-th image of the sorted list, less the finished ones, and writes its own shards into the same folder.
+each rank takes every WORLD_SIZE-th image of the sorted list, less the finished ones, and writes its own
+shards into the same folder.
 """
 from __future__ import annotations
 
@@ -16,19 +17,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..runtime.backends import BACKENDS, FIXED_SIZE_BACKENDS, INEXACT_BACKENDS, BackendError, accelerate, require_cpu_bf16
-from ..distributed import ensure_process_group, rank_and_world
 from ..data import Dinov2ImageProcessor, ImageFiles, collate_images, list_images
+from ..distributed import ensure_process_group, rank_and_world
+from ..errors import UsageError
 from ..pretrained import Dinov2Model
+from ..runtime.backends import BACKENDS, FIXED_SIZE_BACKENDS, INEXACT_BACKENDS, BackendError, accelerate, require_cpu_bf16
 from .pooling import POOLINGS, pool
 from .store import ShardWriter, finished_paths, read_failures, read_metadata
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
-
-
-class UsageError(ValueError):
-    """Bad options or an output folder that belongs to another configuration (exit status 2)."""
 
 
 @dataclass

@@ -3,4 +3,5 @@ from .config import Dinov2Config, Dinov2WithRegistersConfig, preset_config
 from .outputs import BaseModelOutputWithPooling, ModelOutput
 from .vit import DinoVisionTransformer
 
-__all__ = ["Dinov2Config", "Dinov2WithRegistersConfig", "preset_config", "DinoVisionTransformer", "BaseModelOutputWithPooling", "ModelOutput"]
+__all__ = ["Dinov2Config", "Dinov2WithRegistersConfig", "preset_config", "DinoVisionTransformer",
+           "BaseModelOutputWithPooling", "ModelOutput"]

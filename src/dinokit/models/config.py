@@ -142,7 +142,7 @@ class Dinov2Config:
     def _default_outputs(self) -> bool:
         return self.out_indices == [self.num_hidden_layers] and self.out_features == [f"stage{self.num_hidden_layers}"]
 
-    def replace(self, **changes) -> "Dinov2Config":
+    def replace(self, **changes) -> Dinov2Config:
         if "num_hidden_layers" in changes and self._default_outputs():
             changes.setdefault("out_features", None)
             changes.setdefault("out_indices", None)
@@ -188,7 +188,7 @@ class Dinov2Config:
         return json.dumps(d, indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Dinov2Config":
+    def from_dict(cls, d: dict[str, Any]) -> Dinov2Config:
         d = dict(d)
         if "torch_dtype" in d and d.get("dtype") is None:
             d["dtype"] = d.pop("torch_dtype")
@@ -207,7 +207,7 @@ class Dinov2Config:
             f.write("\n")
 
     @classmethod
-    def from_json_file(cls, path: str | os.PathLike) -> "Dinov2Config":
+    def from_json_file(cls, path: str | os.PathLike) -> Dinov2Config:
         with open(path) as f:
             return cls.from_dict(json.load(f))
 
@@ -217,7 +217,7 @@ class Dinov2Config:
         self.to_json_file(os.path.join(save_directory, "config.json"))
 
     @classmethod
-    def from_pretrained(cls, name_or_path, **kwargs) -> "Dinov2Config":
+    def from_pretrained(cls, name_or_path, **kwargs) -> Dinov2Config:
         """The config of a name, folder, file or hub id (see `dinokit.AutoConfig`); keyword arguments that
         are config fields override it, hub options (`revision`, `cache_dir`, …) are passed on."""
         from ..weights.pretrained import config_from_pretrained  # the resolver lives with the weights

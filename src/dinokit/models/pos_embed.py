@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+INTERPOLATE_MODES = ("official", "hf", "timm")
 OFFICIAL_OFFSET = 0.1
 
 
@@ -30,7 +31,7 @@ def interpolate_patch_pos_embed(
         scale = ((h + OFFICIAL_OFFSET) / side, (w + OFFICIAL_OFFSET) / side)
         grid = F.interpolate(grid, scale_factor=scale, mode="bicubic", align_corners=False)
     else:
-        raise ValueError(f"unknown interpolate_mode {mode!r}; expected 'official', 'hf' or 'timm'")
+        raise ValueError(f"unknown interpolate_mode {mode!r}; expected one of {INTERPOLATE_MODES}")
     return grid.permute(0, 2, 3, 1).reshape(1, h * w, dim).to(patch_pos_embed.dtype)
 
 

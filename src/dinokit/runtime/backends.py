@@ -1,7 +1,8 @@
 """Opt-in inference backends: each trades something (set-up time, a dependency, exactness) for speed.
 
 `accelerate(model, backend)` returns a function pixel_values → last_hidden_state. The default, `eager`, is
-dinokit's exact fast path (`runtime.cpu.fast_path`, applied to the model in place) and needs nothing more. The others, and what they cost (docs/performance.md has
+dinokit's exact fast path (`runtime.cpu.fast_path`, applied to the model in place) and needs nothing
+more. The others, and what they cost (docs/performance.md has
 their measured speed-ups and their effect on the embeddings):
 
 - `compile`: `torch.compile`; exact (≤ 1e-5); compiles on the first call of every new input shape.
@@ -24,12 +25,13 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
+from ..errors import BackendError
 from .cpu import fast_path
 
 BACKENDS = ("eager", "compile", "onnxruntime", "onnxruntime-int8", "int8", "cuda-graphs")
@@ -38,10 +40,6 @@ INEXACT_BACKENDS = ("onnxruntime-int8", "int8")
 EXPORT_TOLERANCE = 1e-4  # the exported graph must give the eager numbers before it replaces them
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
-
-
-class BackendError(ValueError):
-    """A backend that cannot run here (wrong device, missing package, input of another size)."""
 
 
 def accelerate(model: nn.Module, backend: str = "eager", *, image_size: int | None = None) -> Runner:

@@ -74,7 +74,7 @@ class SSLMetaArch(nn.Module):
     def forward(self, batch: dict, teacher_temp: float) -> dict[str, torch.Tensor]:
         """The loss terms and their weighted sum ("loss"), for backward."""
         cfg = self.cfg
-        g, l, masks = batch["global_crops"], batch["local_crops"], batch["masks"]
+        g, local, masks = batch["global_crops"], batch["local_crops"], batch["masks"]
         n_local = cfg["crops"]["local_crops_number"]
         dino_t, ibot_t = self.teacher_targets(g, masks, teacher_temp)
         s_cls, s_patches = tokens(self.student["backbone"], g, masks)
@@ -82,7 +82,7 @@ class SSLMetaArch(nn.Module):
         out = {}
         total = 0
         if n_local > 0:
-            l_cls, _ = tokens(self.student["backbone"], l)
+            l_cls, _ = tokens(self.student["backbone"], local)
             out["dino_local_crops_loss"] = self.dino_loss(list(self.student["dino_head"](l_cls).chunk(n_local)),
                                                           list(dino_t)) / terms
             total = total + cfg["dino"]["loss_weight"] * out["dino_local_crops_loss"]

@@ -35,7 +35,7 @@ class Schedules:
     last_layer_lr: np.ndarray  # the lr, but 0 while the prototypes are frozen (the first epoch)
 
     @classmethod
-    def from_config(cls, cfg: dict, epoch_length: int) -> "Schedules":
+    def from_config(cls, cfg: dict, epoch_length: int) -> Schedules:
         o, t = cfg["optim"], cfg["teacher"]
         total = o["epochs"] * epoch_length
         lr = cosine_schedule(o["lr"], o["min_lr"], total, o["warmup_epochs"] * epoch_length)

@@ -21,6 +21,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from ..distributed import ensure_process_group, rank_and_world
+from ..errors import TrainingDiverged
 from ..models.vit import DinoVisionTransformer
 from .augment import MultiCropAugmentation
 from .data import MultiCropImages, StepBatches, _seed, collate
@@ -28,10 +29,6 @@ from .losses import all_reduce
 from .meta_arch import SSLMetaArch, backbone_config
 from .param_groups import fuse, param_groups
 from .schedules import Schedules, scaled_lr
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite: training stops before the checkpoint is overwritten."""
 
 
 @dataclass

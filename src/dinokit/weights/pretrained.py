@@ -9,12 +9,18 @@ from pathlib import Path
 
 import torch
 
-from ..download import HUB_OPTIONS, hub_file, url_file
 from ..models.config import Dinov2Config, generic_labels, preset_config
 from .checkpoint import (
-    CONFIG_NAME, PICKLE_NAME, SAFETENSORS_NAME, find_weights_file, infer_config, load_converted, read_checkpoint,
+    CONFIG_NAME,
+    PICKLE_NAME,
+    SAFETENSORS_NAME,
+    find_weights_file,
+    infer_config,
+    load_converted,
+    read_checkpoint,
     read_state_dict,
 )
+from .download import HUB_OPTIONS, hub_file, url_file
 from .formats import to_hf
 from .names import available_models, lookup, official_head_url
 

@@ -1,0 +1,67 @@
+"""The `dinokit` command: one module per command (its arguments, a call into a job, printing); errors
+become exit statuses here. Every command also runs as `python -m dinokit`."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, TrainingDiverged, exit_status
+from . import (
+    bench,
+    classify,
+    curate,
+    dedup,
+    depth,
+    embed,
+    eval,
+    export,
+    finetune,
+    index,
+    info,
+    match,
+    models,
+    samples,
+    search,
+    segment,
+    train,
+    train_seg,
+    viz,
+)
+from .options import is_main_process
+
+COMMANDS = (models, info, samples, embed, index, search, dedup, viz, classify, finetune, eval, curate, depth,
+            segment, train_seg, match, train, bench, export)
+
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FATAL", "EXIT_USAGE", "EXIT_PARTIAL"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dinokit", description="DINOv2 models, features and tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # its own parser: `dinokit bench --help`
+        from ..bench import main as bench_main
+
+        return bench_main(argv[1:])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors, 0 on --help
+        return int(e.code or 0)
+    if not is_main_process():  # under torchrun, rank 0 alone prints results
+        sys.stdout = open(os.devnull, "w")
+    try:
+        return args.func(args)
+    except Exception as e:
+        status = exit_status(e)
+        if status is None:
+            raise
+        print(f"dinokit {args.command}: {'stopped' if isinstance(e, TrainingDiverged) else 'error'}: {e}", file=sys.stderr)
+        return status

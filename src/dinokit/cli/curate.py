@@ -1,0 +1,90 @@
+"""`dinokit curate`: data curation steps and the pipeline."""
+from __future__ import annotations
+
+import json
+import os
+
+from ..errors import EXIT_OK
+
+STEP_OPTIONS = {  # the options each step takes, as the step function names them
+    "dedup": ("threshold", "k", "keep", "index"),
+    "decontaminate": ("protected", "threshold", "index"),
+    "retrieve": ("seeds", "mode", "n", "clusters", "per_cluster", "min_score", "index", "seed"),
+    "balance": ("target", "levels", "strategy", "iterations", "seed"),
+}
+
+
+def run(args) -> int:
+    from .. import curate
+
+    if args.step == "pipeline":
+        report = curate.run_pipeline(curate.load_config(args.config), args.output, progress=not args.json)
+        if args.json:
+            print(json.dumps({k: v for k, v in report.items() if k != "duplicate_groups"}, indent=2, default=str))
+        else:
+            for s in report["steps"]:
+                print(f"{s['step']:>13}: {s['input']} → {s['kept']} ({s['removed']} removed) in {s['seconds']}s"
+                      + (" (reused)" if s.get("resumed") else ""))
+            print(f"{report['output_count']} images → {report['paths']}; report: "
+                  f"{os.path.join(os.path.dirname(report['paths']), 'report.md')}")
+        return EXIT_OK
+    pool = curate.read_pool(args.embeddings)
+    options = {k: v for k, v in vars(args).items() if k in STEP_OPTIONS[args.step] and v is not None}
+    result = getattr(curate, args.step)(pool, **curate.read_pool_arguments(args.step, options), progress=not args.json)
+    curate.write_pool(result.kept, args.output)
+    if result.removed is not None:
+        removed = args.output[: -len(".parquet")] if args.output.endswith(".parquet") else args.output
+        result.summary["removed_file"] = str(curate.write_pool(result.removed, removed + ".removed.parquet"))
+    s = result.summary
+    if args.json:
+        print(json.dumps(s, indent=2, default=str))
+    else:
+        print(f"{args.step}: {s['input']} → {s['kept']} images ({s['removed']} removed) → {args.output}"
+              + (f"; removed images with the reason: {s['removed_file']}" if "removed_file" in s else ""))
+        for key in ("duplicate_groups", "nearest_neighbour_similarity", "entropy_before", "entropy_after"):
+            if key in s:
+                print(f"  {key}: {s[key]}")
+    return EXIT_OK
+
+
+def register(sub) -> None:
+    p = sub.add_parser("curate", help="data curation: dedup, decontaminate, retrieve, balance, pipeline")
+    cu = p.add_subparsers(dest="step", required=True)
+    q = cu.add_parser("pipeline", help="run the steps of a YAML file; writes paths.txt, curated.parquet, report")
+    q.add_argument("config", help="YAML: pool, output, steps (see docs/curation.md)")
+    q.add_argument("-o", "--output", help="output folder (default: the YAML's output)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run)
+    for name, text in (("dedup", "keep one image per group of near-duplicates"),
+                       ("decontaminate", "remove near-duplicates of protected (evaluation) images"),
+                       ("retrieve", "keep the pool images nearest to seed images"),
+                       ("balance", "hierarchical k-means, then a sample balanced across clusters")):
+        q = cu.add_parser(name, help=text)
+        q.add_argument("embeddings", nargs="+",
+                       help="embeddings (`dinokit embed` output folder or Parquet)")
+        q.add_argument("-o", "--output", required=True, help="Parquet file of the kept images")
+        q.add_argument("--json", action="store_true")
+        q.set_defaults(func=run)
+        if name in ("dedup", "decontaminate"):
+            q.add_argument("--threshold", type=float, help="cosine similarity of a near-duplicate (default 0.95)")
+        if name != "balance":
+            q.add_argument("--index", choices=["auto", "flat", "ivf"], help="FAISS index (auto: exact below 100k)")
+    cu.choices["dedup"].add_argument("--k", type=int, help="neighbours per image in the duplicate graph (64)")
+    cu.choices["dedup"].add_argument("--keep", choices=["largest", "centroid", "first"],
+                                     help="which image of a group stays: the most pixels (default), the one nearest "
+                                          "the group's mean, or the first path")
+    cu.choices["decontaminate"].add_argument("--protected", nargs="+", required=True, help="embeddings of protected sets")
+    r = cu.choices["retrieve"]
+    r.add_argument("--seeds", required=True, help="embeddings of the curated seed images")
+    r.add_argument("--mode", choices=["sample", "cluster"])
+    r.add_argument("--n", type=int, help="sample mode: neighbours per seed (4)")
+    r.add_argument("--clusters", type=int, help="cluster mode: k-means clusters (default √N)")
+    r.add_argument("--per-cluster", type=int, help="cluster mode: images kept per cluster with seeds (100)")
+    r.add_argument("--min-score", type=float, help="sample mode: least cosine similarity to the seed")
+    r.add_argument("--seed", type=int)
+    b = cu.choices["balance"]
+    b.add_argument("--target", type=int, required=True, help="how many images to keep")
+    b.add_argument("--levels", type=int, nargs="+", help="clusters per level, fine to coarse (default √N, ÷10, ÷10)")
+    b.add_argument("--strategy", choices=["random", "closest"], help="which images inside a cluster (random)")
+    b.add_argument("--iterations", type=int)
+    b.add_argument("--seed", type=int)

@@ -1,0 +1,28 @@
+"""`dinokit depth`: depth maps with the official or transformers heads."""
+from __future__ import annotations
+
+from ..errors import EXIT_OK
+
+
+def run(args) -> int:
+    from ..dense import write_depth
+
+    written = write_depth(args.images, args.output, args.model, backbone=args.backbone, raw_format=args.raw,
+                          short_side=args.short_side or None, device=args.device)
+    print(f"{len(written)} depth pictures → {args.output}/ (<name>_depth.png, raw: <name>_depth"
+          + (".npy, metres)" if args.raw == "npy" else "16.png, metres × 256)"))
+    return EXIT_OK
+
+
+def register(sub) -> None:
+    p = sub.add_parser("depth", help="depth maps: coloured picture + raw depth (16-bit PNG or .npy)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--model", default="dinov2_vits14_nyu_dpt",
+                   help="official name (dinov2_vits14_{nyu,kitti}_{linear,linear4,dpt}), transformers DPT repo or "
+                        "folder, or an official head file with --backbone")
+    p.add_argument("--backbone", help="the backbone of a head file (name or path)")
+    p.add_argument("--raw", choices=["png16", "npy"], default="png16")
+    p.add_argument("--short-side", type=int, default=448, help="resize the shorter side first (0: keep the size)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=run)

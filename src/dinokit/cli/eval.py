@@ -1,0 +1,81 @@
+"""`dinokit eval knn|linear`: the paper's k-NN and linear-probe protocols."""
+from __future__ import annotations
+
+import json
+
+from ..errors import EXIT_OK
+from .options import add_interpolate_mode
+
+
+def run(args) -> int:
+    from ..eval import eval_knn, eval_linear
+
+    common = dict(image_size=args.image_size, num_workers=args.num_workers, device=args.device,
+                  cache_dir=None if args.no_cache else args.cache_dir, interpolate_mode=args.interpolate_mode,
+                  progress=not args.json)
+    if args.protocol == "knn":
+        r = eval_knn(args.train, args.val, args.model, ks=tuple(args.ks), temperature=args.temperature,
+                     train_labels=args.train_labels, val_labels=args.val_labels, **common)
+        if args.json:
+            print(json.dumps(r, indent=2))
+        else:
+            print(f"k-NN ({r['train_images']} train / {r['val_images']} val images, {r['classes']} classes, "
+                  f"T={r['temperature']}, model {r['model']})")
+            print(f"{'k':>5}  {'top-1':>7}  {'top-5':>7}")
+            for row in r["results"]:
+                print(f"{row['k']:>5}  {100 * row['top1']:6.2f}%  {100 * row['top5']:6.2f}%")
+        return EXIT_OK
+    r = eval_linear(args.train, args.val, args.model, augment=args.augment, epochs=args.epochs,
+                    batch_size=args.batch_size, logreg=args.logreg, seed=args.seed, **common)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        b = r["best"]
+        print(f"linear probe ({r['train_images']} train + {r['holdout_images']} held-out images, {r['augmentation']}, "
+              f"{r['epochs']} epochs, model {r['model']})")
+        print(f"{'blocks':>6}  {'avgpool':>7}  {'best lr':>8}  {'held-out':>8}  {'val':>7}")
+        for blocks in sorted({g['blocks'] for g in r['grid']}):
+            for avg in (False, True):
+                rows = [g for g in r["grid"] if g["blocks"] == blocks and g["avgpool"] == avg]
+                if rows:
+                    g = max(rows, key=lambda x: x["holdout_accuracy"])
+                    print(f"{blocks:>6}  {str(avg):>7}  {g['lr']:>8.0e}  {100 * g['holdout_accuracy']:7.2f}%  "
+                          f"{100 * g['val_accuracy']:6.2f}%")
+        print(f"best (chosen on the held-out split): blocks={b['blocks']} avgpool={b['avgpool']} lr={b['lr']:.0e} "
+              f"→ validation accuracy {100 * b['val_accuracy']:.2f}%")
+        if "logistic_regression" in r:
+            lr = r["logistic_regression"]
+            print(f"logistic regression: C={lr['best_C']:.2e} → validation accuracy {100 * lr['val_accuracy']:.2f}%")
+    return EXIT_OK
+
+
+def register(sub) -> None:
+    from ..eval.run import DEFAULT_CACHE
+
+    p = sub.add_parser("eval", help="the paper's k-NN and linear-probe protocols on an image folder")
+    ev = p.add_subparsers(dest="protocol", required=True)
+    for name, text in (("knn", "k-NN classification (cosine, top 200, softmax(sim/T))"),
+                       ("linear", "linear probe over a grid of blocks, avgpool and learning rates")):
+        q = ev.add_parser(name, help=text)
+        q.add_argument("--train", required=True, help="ImageFolder (ROOT/<class>/<image>) or embeddings Parquet")
+        q.add_argument("--val", required=True)
+        q.add_argument("--model", default="dinov2_vits14")
+        q.add_argument("--image-size", type=int, default=224, help="crop size of the evaluation transform")
+        q.add_argument("--num-workers", type=int, default=2)
+        q.add_argument("--device", default="cpu")
+        q.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="where features are cached")
+        q.add_argument("--no-cache", action="store_true")
+        add_interpolate_mode(q)
+        q.add_argument("--json", action="store_true")
+        q.set_defaults(func=run)
+    knn = ev.choices["knn"]
+    knn.add_argument("--ks", type=int, nargs="+", default=[10, 20, 100, 200])
+    knn.add_argument("--temperature", type=float, default=0.07)
+    knn.add_argument("--train-labels", help="CSV path,label for Parquet input without a label column")
+    knn.add_argument("--val-labels")
+    lin = ev.choices["linear"]
+    lin.add_argument("--augment", type=int, default=0, help="cache K augmented views per training image")
+    lin.add_argument("--epochs", type=int, default=100)
+    lin.add_argument("--batch-size", type=int, default=256)
+    lin.add_argument("--logreg", action="store_true", help="also logistic regression with a sweep of C")
+    lin.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,23 @@
+"""`dinokit index`: a FAISS index (cosine) from embeddings."""
+from __future__ import annotations
+
+import json
+
+from ..errors import EXIT_OK
+
+
+def run(args) -> int:
+    from ..features import build_index
+
+    meta = build_index(args.embeddings, args.output, kind=args.kind)
+    print(json.dumps(meta, indent=2) if args.json else f"indexed {meta['count']} embeddings ({meta['kind']}) → {args.output}")
+    return EXIT_OK
+
+
+def register(sub) -> None:
+    p = sub.add_parser("index", help="build a FAISS index (cosine) from embeddings")
+    p.add_argument("embeddings")
+    p.add_argument("-o", "--output", required=True, help="index folder")
+    p.add_argument("--kind", default="auto", choices=["auto", "flat", "ivf"], help="auto: exact below 100k vectors")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)

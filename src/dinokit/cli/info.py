@@ -1,0 +1,25 @@
+"""`dinokit info`: load a model (name, folder or file) and print its configuration."""
+from __future__ import annotations
+
+import json
+
+from ..errors import EXIT_OK
+from .options import add_interpolate_mode
+
+
+def run(args) -> int:
+    from .. import load_model
+
+    model = load_model(args.model, interpolate_mode=args.interpolate_mode)
+    info = {**model.config.to_dict(), "model": args.model, "parameters": model.num_parameters(),
+            "interpolate_mode": model.interpolate_mode}
+    print(json.dumps(info, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+    return EXIT_OK
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="load a model (name, folder or file) and print its configuration")
+    p.add_argument("model")
+    add_interpolate_mode(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)

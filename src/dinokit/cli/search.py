@@ -1,0 +1,33 @@
+"""`dinokit search`: the nearest images of query images in an index."""
+from __future__ import annotations
+
+import json
+
+from ..errors import EXIT_OK
+
+
+def run(args) -> int:
+    from ..data import list_images
+    from ..features import search
+
+    queries = [str(p) for p in list_images(args.query)]
+    results = search(args.query, args.index, k=args.k, device=args.device)
+    if args.json:
+        print(json.dumps([{"query": q, "hits": [{"path": h.path, "score": round(h.score, 6)} for h in hits]}
+                          for q, hits in zip(queries, results)], indent=2))
+    else:
+        for q, hits in zip(queries, results):
+            print(q)
+            for rank, h in enumerate(hits, 1):
+                print(f"  {rank:3d}  {h.score:.4f}  {h.path}")
+    return EXIT_OK
+
+
+def register(sub) -> None:
+    p = sub.add_parser("search", help="nearest images of a query image (or a text file of query images)")
+    p.add_argument("query", nargs="+")
+    p.add_argument("--index", required=True)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
