@@ -10,6 +10,27 @@ def rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def row_slice(n: int) -> tuple[int, int, int]:
+    """(lo, hi, per): this process's share of n rows, `per` rows per process (the last one may have fewer)."""
+    rank, world = rank_and_world()
+    per = -(-n // world)
+    return min(rank * per, n), min((rank + 1) * per, n), per
+
+
+def gather_rows(local, n: int, per: int):
+    """The row slices (numpy) of every process, concatenated in rank order (a no-op for one process)."""
+    if rank_and_world()[1] == 1:
+        return local
+    import torch
+
+    dist = ensure_process_group()
+    padded = torch.zeros((per, *local.shape[1:]), dtype=torch.from_numpy(local).dtype)
+    padded[: len(local)] = torch.from_numpy(local)
+    parts = [torch.empty_like(padded) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, padded)
+    return torch.cat(parts).numpy()[:n]
+
+
 def ensure_process_group():
     """The default process group (gloo: collectives on CPU tensors work for every device)."""
     import torch.distributed as dist

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader
 from .data import Dinov2ImageProcessor, ImageFiles, collate_images
 from .data.augment import classification_train_transform
 from .data.folders import labelled_images
+from .io import atomic_write
 from .pretrained import Dinov2ForImageClassification, load_model
 from .weights.pretrained import with_linear_head
 
@@ -87,9 +87,8 @@ def evaluate(model, loader, labels: torch.Tensor, device) -> float:
 
 
 def _atomic_save(obj, path: Path):
-    tmp = path.with_name("." + path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _np_state() -> dict:

@@ -50,8 +50,8 @@ def test_search_command_embeds_the_query_like_the_job(embedded, photo_folder, tm
 def test_ivf_index_for_large_sets_finds_exact_neighbours():
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(5000, 32)).astype(np.float32)
-    ivf = dinokit.features.index.build_faiss_index(dinokit.features.index.normalized(vectors), "ivf", nprobe=64)
-    _, ids = ivf.search(dinokit.features.index.normalized(vectors[:100]), 1)
+    ivf = dinokit.embeddings.build_faiss_index(dinokit.embeddings.normalized(vectors), "ivf", nprobe=64)
+    _, ids = ivf.search(dinokit.embeddings.normalized(vectors[:100]), 1)
     assert (ids[:, 0] == np.arange(100)).mean() >= 0.99
 
 

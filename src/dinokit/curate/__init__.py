@@ -1,9 +1,10 @@
 """The paper's data curation: deduplicate, decontaminate, retrieve from seeds, balance by hierarchical
 k-means; each step reads and writes Parquet (paths, embeddings, provenance), and a YAML pipeline chains them."""
+from ..embeddings import knn
 from .balance import auto_levels, balance, balanced_sample, entropy, hierarchical_kmeans
 from .decontaminate import decontaminate
 from .dedup import dedup
-from .neighbors import kmeans, knn
+from .kmeans import kmeans
 from .pipeline import load_config, read_pool_arguments, run_pipeline
 from .pool import Pool, read_pool, write_pool
 from .result import StepResult

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .neighbors import kmeans
+from .kmeans import kmeans
 from .pool import Pool
 from .result import StepResult
 

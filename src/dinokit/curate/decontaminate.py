@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..embeddings import knn
 from .dedup import DEFAULT_THRESHOLD
-from .neighbors import knn
 from .pool import Pool
 from .result import StepResult
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..features.index import components, duplicate_edges
-from .neighbors import knn
+from ..embeddings import DUPLICATE_NEIGHBOURS, duplicate_labels
 from .pool import Pool
 from .result import StepResult
 
@@ -50,12 +49,11 @@ def _size(path: str) -> int:
         return -1
 
 
-def dedup(pool: Pool, threshold: float = DEFAULT_THRESHOLD, *, k: int = 64, keep: str = "largest",
+def dedup(pool: Pool, threshold: float = DEFAULT_THRESHOLD, *, k: int = DUPLICATE_NEIGHBOURS, keep: str = "largest",
           index: str = "auto", progress: bool = False) -> StepResult:
     """Keeps one image per group of near-duplicates. Kept rows gain dup_group (component id) and dup_count
     (its size); removed rows gain duplicate_of (the path kept in their place)."""
-    scores, ids = knn(pool.vectors, pool.vectors, k, kind=index, progress=progress)
-    labels = components(len(pool), *duplicate_edges(scores, ids, threshold))
+    labels, scores, ids = duplicate_labels(pool.vectors, threshold, k=k, kind=index, progress=progress)
     sizes = np.bincount(labels)
     kept_rows = np.sort(representatives(pool, labels, keep))
     kept_by_label = np.full(len(sizes), -1, dtype=np.int64)

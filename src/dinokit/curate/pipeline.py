@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
 import yaml
 
 from ..distributed import rank_and_world
+from ..io import write_text_atomic
 from .balance import balance
 from .decontaminate import decontaminate
 from .dedup import dedup
@@ -106,9 +106,7 @@ def run_pipeline(config: dict, output=None, *, progress: bool = True) -> dict:
                 write_pool(pool, f"{stem}.parquet")
                 if removed is not None:
                     write_pool(removed, f"{stem}.removed.parquet")
-                tmp = Path(f"{stem}.json.tmp")
-                tmp.write_text(json.dumps({"hash": digest, "summary": summary}, default=str))
-                os.replace(tmp, done)
+                write_text_atomic(done, json.dumps({"hash": digest, "summary": summary}, default=str))
         report["steps"].append(summary)
         if name == "dedup" and removed is not None:
             for path, kept in zip(removed.paths, removed.columns["duplicate_of"]):
@@ -119,8 +117,6 @@ def run_pipeline(config: dict, output=None, *, progress: bool = True) -> dict:
     report.update(output_count=len(pool), curated=str(out / "curated.parquet"), paths=str(out / "paths.txt"))
     if rank == 0:
         write_pool(pool, out / "curated.parquet")
-        tmp = out / ".paths.txt.tmp"
-        tmp.write_text("".join(p + "\n" for p in pool.paths))
-        os.replace(tmp, out / "paths.txt")
+        write_text_atomic(out / "paths.txt", "".join(p + "\n" for p in pool.paths))
         write_report(out, report)
     return report

@@ -11,6 +11,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from ..io import atomic_write
+
 
 @dataclass
 class Pool:
@@ -77,7 +79,6 @@ def write_pool(pool: Pool, path) -> Path:
                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(pool.vectors.ravel()), pool.vectors.shape[1])}
     columns.update({k: pa.array(v) for k, v in pool.columns.items()})
     table = pa.table(columns).replace_schema_metadata(pool.metadata)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        pq.write_table(table, tmp)
     return path

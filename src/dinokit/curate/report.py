@@ -3,8 +3,9 @@ cluster-size distribution before and after balancing."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from ..io import write_text_atomic
 
 
 def cluster_size_plot(before: list[int], after: list[int], path, title: str = "") -> Path:
@@ -30,9 +31,7 @@ def cluster_size_plot(before: list[int], after: list[int], path, title: str = ""
 
 def write_report(folder: Path, report: dict) -> None:
     folder = Path(folder)
-    tmp = folder / ".report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    os.replace(tmp, folder / "report.json")
+    write_text_atomic(folder / "report.json", json.dumps(report, indent=2, default=str))
     lines = ["# Curation report", "", f"pool: {report['pool']} ({report['input']} images) → "
              f"{report['output_count']} images in {report['curated']}", "",
              "| step | in | kept | removed | seconds | details |", "|---|---|---|---|---|---|"]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .neighbors import assign, kmeans, knn
+from ..embeddings import knn
+from .kmeans import assign, kmeans
 from .pool import Pool
 from .result import StepResult
 

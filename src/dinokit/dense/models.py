@@ -4,7 +4,6 @@ and the segmentation heads `dinokit train-seg` saves."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -13,6 +12,7 @@ from torch import nn
 
 from ..heads.depth import DPTDepthHead, LinearDepthHead, center_pad
 from ..heads.segmentation import LinearSegmentationHead
+from ..io import atomic_write
 from ..models.config import Dinov2Config
 from ..models.vit import DinoVisionTransformer
 from ..pretrained import Dinov2Model
@@ -91,9 +91,8 @@ class SegmentationModel(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".head.safetensors.tmp"
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(tmp))
-        os.replace(tmp, folder / "head.safetensors")
+        with atomic_write(folder / "head.safetensors") as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(tmp))
         meta = {"task": "segmentation", "backbone": self.backbone_source, "blocks": self.blocks,
                 "embed_dim": self.backbone.config.hidden_size, "layers": self.head.layers, "class_names": self.class_names,
                 "image_size": self.image_size}

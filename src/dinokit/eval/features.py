@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from ..data import ImageFiles, collate_images, official_eval_transform
 from ..data.folders import labelled_images
 from ..distributed import ensure_process_group, rank_and_world
+from ..io import atomic_write
 from ..runtime.cpu import fast_path
 
 CACHE_VERSION = 1
@@ -112,9 +113,8 @@ def folder_features(model, model_name: str, root, *, cache_dir=None, image_size:
     fs = FeatureSet(cls[keep], mean[keep], torch.tensor(labels)[keep], classes, [paths[i] for i in keep])
     if cache_file is not None and rank_and_world()[0] == 0:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name("." + cache_file.name + ".tmp")
-        torch.save({"cls": fs.cls, "patch_mean": fs.patch_mean, "labels": fs.labels}, tmp)
-        os.replace(tmp, cache_file)
+        with atomic_write(cache_file) as tmp:
+            torch.save({"cls": fs.cls, "patch_mean": fs.patch_mean, "labels": fs.labels}, tmp)
     return fs
 
 
@@ -123,7 +123,7 @@ def parquet_features(source, labels_file=None, classes: list[str] | None = None)
     name of each image's parent folder (ImageFolder layout)."""
     import pyarrow.dataset as pads
 
-    from ..features.store import read_embeddings
+    from ..embeddings import read_embeddings
 
     paths, emb, _ = read_embeddings(source)
     names = pads.dataset(str(source), format="parquet").schema.names

@@ -19,11 +19,12 @@ from torch.utils.data import DataLoader
 
 from ..data import Dinov2ImageProcessor, ImageFiles, collate_images, list_images
 from ..distributed import ensure_process_group, rank_and_world
+from ..embeddings.store import ShardWriter, finished_paths, read_failures, read_metadata
 from ..errors import UsageError
+from ..io import write_text_atomic
 from ..pretrained import Dinov2Model
 from ..runtime.backends import BACKENDS, FIXED_SIZE_BACKENDS, INEXACT_BACKENDS, BackendError, accelerate, require_cpu_bf16
 from .pooling import POOLINGS, pool
-from .store import ShardWriter, finished_paths, read_failures, read_metadata
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
@@ -209,9 +210,7 @@ def _write_failure_list(out: Path) -> None:
     if not failures:
         target.unlink(missing_ok=True)
         return
-    tmp = target.with_name("." + target.name + ".tmp")
-    tmp.write_text("".join(f"{p}\t{r}\n" for p, r in sorted(set(failures))))
-    os.replace(tmp, target)
+    write_text_atomic(target, "".join(f"{p}\t{r}\n" for p, r in sorted(set(failures))))
 
 
 def summary_json(summary: EmbedSummary) -> str:

@@ -5,12 +5,11 @@ import numpy as np
 import torch
 
 from ..data import list_images, load_image
+from ..embeddings import EmbeddingIndex, Hit, duplicate_groups, read_embeddings
 from ..pretrained import Dinov2Model
 from ..runtime.cpu import fast_path
 from .embed import make_processor
-from .index import EmbeddingIndex, Hit, duplicate_groups
 from .pooling import pool
-from .store import read_embeddings
 
 
 def embed_images(images, model, *, pooling="cls", normalize=False, image_size=None, interpolate_mode=None,

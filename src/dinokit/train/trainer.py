@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..distributed import ensure_process_group, rank_and_world
 from ..errors import TrainingDiverged
+from ..io import atomic_write
 from ..models.vit import DinoVisionTransformer
 from .augment import MultiCropAugmentation
 from .data import MultiCropImages, StepBatches, _seed, collate
@@ -121,9 +122,8 @@ def save_checkpoint(path: Path, arch, optimizer, step: int, cfg: dict, sharded: 
         return
     state = {"model": _full_state(arch), "step": step, "config": cfg, "optimizer": _optimizer_state(arch, optimizer)}
     if rank_and_world()[0] == 0:
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            torch.save(state, tmp)
 
 
 def _optimizer_state(arch, optimizer) -> dict:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..io import atomic_write
 from ..models.config import Dinov2Config, generic_labels, preset_config
 from .checkpoint import (
     CONFIG_NAME,
@@ -230,9 +231,8 @@ class PretrainedMixin:
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self._hf_state_dict().items()}
-        tmp = folder / f".{SAFETENSORS_NAME}.tmp"
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, folder / SAFETENSORS_NAME)
+        with atomic_write(folder / SAFETENSORS_NAME) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt"})
         arch = self.hf_architecture
         if self.config.num_register_tokens:
             arch = arch.replace("Dinov2", "Dinov2WithRegisters", 1)

@@ -6,7 +6,6 @@ embedding settings, so that `search` embeds a query image the same way).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..io import atomic_write
 from .store import read_embeddings
 
 EXACT_LIMIT = 100_000  # below this many vectors an exact (flat) index is fast enough and loses nothing
@@ -59,9 +59,8 @@ def build_index(embeddings, output, kind: str = "auto") -> dict:
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     faiss = _faiss()
-    tmp = out / ".index.faiss.tmp"
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, out / "index.faiss")
+    with atomic_write(out / "index.faiss") as tmp:
+        faiss.write_index(index, str(tmp))
     pq.write_table(pa.table({"path": pa.array(paths, pa.string())}), out / "paths.parquet")
     meta = {**meta, "count": len(paths), "dim": int(vectors.shape[1]),
             "kind": "flat" if isinstance(index, faiss.IndexFlat) else "ivf", "source": str(embeddings)}
@@ -88,44 +87,3 @@ class EmbeddingIndex:
         scores, ids = self.index.search(normalized(np.atleast_2d(queries)), min(k, len(self.paths)))
         return [[Hit(self.paths[i], float(s)) for s, i in zip(row_s, row_i) if i >= 0]
                 for row_s, row_i in zip(scores, ids)]
-
-
-def knn(database: np.ndarray, queries: np.ndarray, k: int, *, kind: str = "auto", index=None,
-        batch_size: int = 65_536, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine k nearest neighbours of each query in database: (scores, ids), [Q, k] each, best first; ids -1
-    where fewer than k exist. Queries go in batches, so millions of them never make one giant result."""
-    index = index if index is not None else build_faiss_index(normalized(database), kind)
-    k = min(k, index.ntotal)
-    scores = np.empty((len(queries), k), np.float32)
-    ids = np.empty((len(queries), k), np.int64)
-    from tqdm.auto import tqdm
-
-    for lo in tqdm(range(0, len(queries), batch_size), desc="k-NN", unit="batch", disable=not progress, leave=False):
-        scores[lo:lo + batch_size], ids[lo:lo + batch_size] = index.search(normalized(queries[lo:lo + batch_size]), k)
-    return scores, ids
-
-
-def components(n: int, pairs_i: np.ndarray, pairs_j: np.ndarray) -> np.ndarray:
-    """Connected-component label of each of n items, given the edges (pairs_i[e], pairs_j[e])."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(len(pairs_i), np.int8), (pairs_i, pairs_j)), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
-
-
-def duplicate_edges(scores: np.ndarray, ids: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """The edges (i, j), i ≠ j, of a self-k-NN result whose cosine similarity is ≥ threshold."""
-    rows = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)
-    keep = (scores >= threshold) & (ids >= 0) & (ids != rows)
-    return rows[keep], ids[keep]
-
-
-def duplicate_groups(vectors: np.ndarray, threshold: float, k: int = 32) -> list[list[int]]:
-    """Groups (connected components) of items whose cosine similarity to a neighbour is ≥ threshold."""
-    scores, ids = knn(vectors, vectors, k)
-    labels = components(len(vectors), *duplicate_edges(scores, ids, threshold))
-    groups: dict[int, list[int]] = {}
-    for i, label in enumerate(labels):
-        groups.setdefault(int(label), []).append(i)
-    return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))

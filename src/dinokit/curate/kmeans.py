@@ -1,51 +1,16 @@
-"""The two heavy computations of curation, split across torchrun processes when there are several: k nearest
-neighbours (each process searches a slice of the queries against the whole database) and k-means (Lloyd's
-iterations; each process assigns a slice of the points, the centroid sums are all-reduced). One process gives
-the same result as many."""
+"""k-means for curation, split across torchrun processes when there are several (Lloyd's iterations; each
+process assigns a slice of the points, the centroid sums are all-reduced). One process gives the same result
+as many. The k-NN the curation steps use is `dinokit.embeddings.knn`."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..distributed import ensure_process_group, rank_and_world
-from ..features.index import build_faiss_index
-from ..features.index import knn as faiss_knn
+from ..distributed import ensure_process_group, gather_rows, rank_and_world, row_slice
 
 MAX_POINTS_PER_CENTROID = 256  # k-means trains on a sample of at most this many points per cluster (as FAISS)
-EXACT_PAIRS = 10 ** 10  # above this many comparisons an exact search takes minutes on a laptop: IVF
 SEEDING_POINTS_PER_CENTROID = 32  # k-means++ draws its start from the first 32·k points of that sample
-
-
-def _slice(n: int) -> tuple[int, int, int]:
-    rank, world = rank_and_world()
-    per = -(-n // world)
-    return min(rank * per, n), min((rank + 1) * per, n), per
-
-
-def _gather_rows(local: np.ndarray, n: int, per: int) -> np.ndarray:
-    """The row slices of every process, concatenated in rank order (a no-op for one process)."""
-    if rank_and_world()[1] == 1:
-        return local
-    dist = ensure_process_group()
-    padded = torch.zeros((per, *local.shape[1:]), dtype=torch.from_numpy(local).dtype)
-    padded[: len(local)] = torch.from_numpy(local)
-    parts = [torch.empty_like(padded) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, padded)
-    return torch.cat(parts).numpy()[:n]
-
-
-def knn(database: np.ndarray, queries: np.ndarray, k: int, *, kind: str = "auto",
-        progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine k-NN of every query (unit-norm vectors): (scores, ids), best first. kind: flat (exact), ivf
-    (approximate, for millions) or auto: exact while the database is small or there are at most 10¹⁰
-    query-database pairs to compare, IVF beyond."""
-    if kind == "auto":
-        kind = "flat" if len(database) < 10_000 or len(database) * len(queries) <= EXACT_PAIRS else "ivf"
-    lo, hi, per = _slice(len(queries))
-    index = build_faiss_index(database, kind)
-    scores, ids = faiss_knn(database, queries[lo:hi], k, index=index, progress=progress)
-    return _gather_rows(scores, len(queries), per), _gather_rows(ids, len(queries), per)
 
 
 def assign(points: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +56,7 @@ def kmeans(points: np.ndarray, k: int, *, iterations: int = 20, seed: int = 0,
     sample = points if n <= k * MAX_POINTS_PER_CENTROID else \
         points[np.sort(rng.choice(n, size=k * MAX_POINTS_PER_CENTROID, replace=False))]
     centroids = kmeans_plus_plus(sample[: k * SEEDING_POINTS_PER_CENTROID], k, rng)
-    lo, hi, per = _slice(len(sample))
+    lo, hi, per = row_slice(len(sample))
     local = torch.from_numpy(np.ascontiguousarray(sample[lo:hi], dtype=np.float32)).double()
     world = rank_and_world()[1]
     for _ in tqdm(range(iterations), desc=desc, disable=not progress, leave=False):
@@ -105,5 +70,5 @@ def kmeans(points: np.ndarray, k: int, *, iterations: int = 20, seed: int = 0,
             dist.all_reduce(counts)
         filled = counts > 0
         centroids[filled.numpy()] = (sums[filled] / counts[filled, None]).float().numpy()
-    lo, hi, per = _slice(n)
-    return centroids, _gather_rows(assign(points[lo:hi], centroids)[1], n, per)
+    lo, hi, per = row_slice(n)
+    return centroids, gather_rows(assign(points[lo:hi], centroids)[1], n, per)

@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from ..io import atomic_write
+
 SHARD_RE = re.compile(r"part-r(\d+)-(\d+)\.parquet$")
 
 
@@ -39,11 +41,8 @@ class ShardWriter:
             columns["patch_tokens"] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
         table = pa.table(columns).replace_schema_metadata({k: str(v) for k, v in self.metadata.items()})
         final = self.folder / f"part-r{self.rank:03d}-{self.next_seq:06d}.parquet"
-        tmp = self.folder / f".{final.name}.tmp"
-        pq.write_table(table, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)  # atomic: readers see the whole shard or none of it
+        with atomic_write(final, fsync=True) as tmp:  # readers see the whole shard or none of it
+            pq.write_table(table, tmp)
         self.next_seq += 1
         return final
 
