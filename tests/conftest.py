@@ -38,6 +38,16 @@ def photos() -> list[Path]:
     return sample_photos()
 
 
+@pytest.fixture
+def photo_dir(tmp_path, photos) -> Path:
+    """A folder holding just the 11 photos (the packages' data folders hold other files too)."""
+    folder = tmp_path / "photos11"
+    folder.mkdir()
+    for f in photos:
+        shutil.copy(f, folder / f.name)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A small random model saved in the Hugging Face layout (config.json + model.safetensors); strongly

@@ -23,11 +23,11 @@ def test_flop_count_matches_published_figures():
     assert abs(vit_flops(preset_config("b"), 1, 518) / 2e9 - 152.00) / 152.00 < 0.005
 
 
-def test_backend_bench_measures_speed_and_effect(photos):
+def test_backend_bench_measures_speed_and_effect(photos, photo_dir):
     from dinokit.bench import bench_backends
 
     result = bench_backends(["onnxruntime", "int8"], sizes=("s",), batch_sizes=(1,), repeats=1, warmup=0,
-                            photos=photos[0].parent, knn=False, progress=None)
+                            photos=photo_dir, knn=False, progress=None)
     rows = {r["backend"]: r for r in result["rows"]}
     assert set(rows) == {"eager", "onnxruntime", "int8"} and rows["eager"]["speedup"] == 1.0
     assert rows["onnxruntime"]["max_abs_diff_vs_eager"] < 1e-4 < rows["int8"]["max_abs_diff_vs_eager"]
@@ -37,13 +37,13 @@ def test_backend_bench_measures_speed_and_effect(photos):
     assert effects["int8"]["photos"] == len(photos)
 
 
-def test_embed_bench_times_both_sides_on_the_same_images_and_numbers(photos, tmp_path):
+def test_embed_bench_times_both_sides_on_the_same_images_and_numbers(photo_dir, tmp_path):
     import json
 
     from dinokit.bench import main
 
     out = tmp_path / "embed.json"
-    assert main(["--no-peers", "--embed-folder", str(photos[0].parent), "--embed-limit", "5",
+    assert main(["--no-peers", "--embed-folder", str(photo_dir), "--embed-limit", "5",
                  "--embed-repeats", "2", "-o", str(out)]) == 0
     e = json.loads(out.read_text())["embed"]
     assert e["images"] == 5 and [len(v) for v in e["seconds"].values()] == [2, 2]

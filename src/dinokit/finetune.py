@@ -6,7 +6,6 @@ names, model.safetensors, preprocessor_config.json) that dinokit, `dinokit class
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from .data import Dinov2ImageProcessor, ImageFiles, collate_images
 from .data.augment import classification_train_transform
 from .data.folders import labelled_images
 from .io import atomic_write
+from .optim import cosine_schedule, fuse, param_groups
 from .pretrained import Dinov2ForImageClassification, load_model
 from .weights.pretrained import with_linear_head
 
@@ -47,30 +47,12 @@ class FinetuneConfig:
     seed: int = 0
 
 
-def layer_decay_groups(model: Dinov2ForImageClassification, lr: float, decay: float, weight_decay: float):
-    """Parameter groups with lr × decay^(depth + 1 − layer): embeddings are layer 0, block i is layer i + 1,
-    the final norm and the head get the full rate. No weight decay on norms, biases and tokens."""
-    depth = len(model.dinov2.blocks)
-    groups: dict[tuple[int, bool], list] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if name.startswith("dinov2.blocks."):
-            layer = int(name.split(".")[2]) + 1
-        elif name.startswith(("dinov2.norm.", "classifier.")):
-            layer = depth + 1
-        else:
-            layer = 0
-        no_decay = p.ndim == 1 or name.endswith(("cls_token", "pos_embed", "register_tokens", "mask_token"))
-        groups.setdefault((layer, no_decay), []).append(p)
-    return [{"params": ps, "lr": lr * decay ** (depth + 1 - layer), "base_lr": lr * decay ** (depth + 1 - layer),
-             "weight_decay": 0.0 if nd else weight_decay} for (layer, nd), ps in sorted(groups.items())]
-
-
-def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+def optimizer_groups(model: Dinov2ForImageClassification, lr: float, decay: float, weight_decay: float) -> list[dict]:
+    """The recipe's parameter groups (`dinokit.optim.param_groups`: layer-wise lr decay, no weight decay on
+    biases, norms and LayerScale); the head learns at the full rate."""
+    groups = fuse(param_groups(model.dinov2, decay) + param_groups(model.classifier))
+    return [{"params": g["params"], "lr": lr * g["lr_multiplier"], "base_lr": lr * g["lr_multiplier"],
+             "weight_decay": weight_decay * g["wd_multiplier"]} for g in groups]
 
 
 def evaluate(model, loader, labels: torch.Tensor, device) -> float:
@@ -121,8 +103,8 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     elif cfg.mode != "full":
         raise ValueError(f"mode must be linear or full, got {cfg.mode!r}")
     lr = cfg.lr or ((1e-3 if cfg.mode == "linear" else 5e-5) * cfg.batch_size / 32)
-    optimizer = torch.optim.AdamW(layer_decay_groups(model, lr, cfg.layer_decay if cfg.mode == "full" else 1.0,
-                                                     cfg.weight_decay), betas=(0.9, 0.999))
+    optimizer = torch.optim.AdamW(optimizer_groups(model, lr, cfg.layer_decay if cfg.mode == "full" else 1.0,
+                                                   cfg.weight_decay), betas=(0.9, 0.999))
     processor = Dinov2ImageProcessor(size=cfg.image_size * 256 // 224, crop_size=cfg.image_size)
     train_transform = classification_train_transform(cfg.image_size, cfg.min_crop_scale, cfg.flip)
     train_images = ImageFiles.from_paths(paths, train_transform)
@@ -132,6 +114,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
                               generator=torch.Generator().manual_seed(cfg.seed))
     steps_per_epoch = max(1, len(train_loader))
     total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+    lr_factor = cosine_schedule(1.0, 0.0, total, min(warmup, total))
     start_epoch, history = 0, []
     ckpt_path = out / CHECKPOINT
     if ckpt_path.is_file():  # resume: same model, optimizer, schedule position and RNG state
@@ -154,7 +137,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
                 continue
             step = epoch * steps_per_epoch + i
             for g in optimizer.param_groups:
-                g["lr"] = g["base_lr"] * cosine_with_warmup(step, total, warmup)
+                g["lr"] = g["base_lr"] * float(lr_factor[step])
             x, y = batch.pixel_values, train_labels[batch.indices]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss = model(x.to(device), labels=y.to(device)).loss

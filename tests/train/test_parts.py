@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
+from dinokit.optim import cosine_schedule, param_groups
 from dinokit.train.augment import MultiCropAugmentation
 from dinokit.train.config import load_config
 from dinokit.train.heads import DINOHead
 from dinokit.train.losses import DINOLoss, KoLeoLoss, iBOTPatchLoss, sinkhorn_knopp
 from dinokit.train.masking import block_mask, sample_mask
-from dinokit.train.param_groups import param_groups
-from dinokit.train.schedules import Schedules, cosine_schedule
+from dinokit.train.schedules import Schedules
 
 
 def test_dino_loss_and_centering_equal_official():

@@ -1,29 +1,12 @@
-"""Per-iteration schedules (official `CosineScheduler`: optional frozen start, linear warm-up, cosine to
-the final value) and the learning-rate, weight-decay, momentum and teacher-temperature schedules of a run."""
+"""The learning-rate, weight-decay, momentum and teacher-temperature schedules of a pretraining run, each
+per iteration (`dinokit.optim.cosine_schedule`)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-
-def cosine_schedule(base: float, final: float, total: int, warmup: int = 0, start_warmup: float = 0.0,
-                    freeze: int = 0) -> np.ndarray:
-    rest = np.arange(total - warmup - freeze)
-    cosine = final + 0.5 * (base - final) * (1 + np.cos(np.pi * rest / max(len(rest), 1)))
-    return np.concatenate((np.zeros(freeze), np.linspace(start_warmup, base, warmup), cosine))
-
-
-def scaled_lr(base_lr: float, batch_size: int, rule: str = "sqrt_wrt_1024") -> float:
-    """The paper's rule: base_lr is for a batch of 1024, scaled by the square root of the ratio."""
-    if rule == "sqrt_wrt_1024":
-        return base_lr * math.sqrt(batch_size / 1024)
-    if rule == "linear_wrt_256":
-        return base_lr * batch_size / 256
-    if rule == "none":
-        return base_lr
-    raise ValueError(f"unknown scaling_rule {rule!r} (sqrt_wrt_1024, linear_wrt_256, none)")
+from ..optim import cosine_schedule
 
 
 @dataclass

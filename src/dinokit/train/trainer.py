@@ -24,12 +24,12 @@ from ..distributed import ensure_process_group, rank_and_world
 from ..errors import TrainingDiverged
 from ..io import atomic_write
 from ..models.vit import DinoVisionTransformer
+from ..optim import fuse, param_groups, scaled_lr
 from .augment import MultiCropAugmentation
 from .data import MultiCropImages, StepBatches, _seed, collate
 from .losses import all_reduce
 from .meta_arch import SSLMetaArch, backbone_config
-from .param_groups import fuse, param_groups
-from .schedules import Schedules, scaled_lr
+from .schedules import Schedules
 
 
 @dataclass

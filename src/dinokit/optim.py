@@ -1,8 +1,12 @@
-"""Optimizer parameter groups as the official recipe builds them: layer-wise learning-rate decay (each
-block's lr × decay^(depth − block), embeddings at the bottom), the patch embedding's extra multiplier, no
-weight decay on biases, norms and LayerScale, and the prototypes marked so they can be frozen."""
+"""The optimisation rules every training job shares, as the official recipe writes them: parameter groups
+with layer-wise learning-rate decay (each block's lr × decay^(depth − block), embeddings at the bottom), the
+patch embedding's extra multiplier, no weight decay on biases, norms and LayerScale, and the per-iteration
+cosine schedule (official `CosineScheduler`: optional frozen start, linear warm-up, cosine to the end)."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from torch import nn
 
 
@@ -37,3 +41,21 @@ def fuse(groups: list[dict]) -> list[dict]:
         fused.setdefault(key, {"params": [], "lr_multiplier": key[0], "wd_multiplier": key[1],
                                "is_last_layer": key[2]})["params"].append(g["params"])
     return list(fused.values())
+
+
+def cosine_schedule(base: float, final: float, total: int, warmup: int = 0, start_warmup: float = 0.0,
+                    freeze: int = 0) -> np.ndarray:
+    rest = np.arange(total - warmup - freeze)
+    cosine = final + 0.5 * (base - final) * (1 + np.cos(np.pi * rest / max(len(rest), 1)))
+    return np.concatenate((np.zeros(freeze), np.linspace(start_warmup, base, warmup), cosine))
+
+
+def scaled_lr(base_lr: float, batch_size: int, rule: str = "sqrt_wrt_1024") -> float:
+    """The paper's rule: base_lr is for a batch of 1024, scaled by the square root of the ratio."""
+    if rule == "sqrt_wrt_1024":
+        return base_lr * math.sqrt(batch_size / 1024)
+    if rule == "linear_wrt_256":
+        return base_lr * batch_size / 256
+    if rule == "none":
+        return base_lr
+    raise ValueError(f"unknown scaling_rule {rule!r} (sqrt_wrt_1024, linear_wrt_256, none)")
