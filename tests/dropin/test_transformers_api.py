@@ -234,6 +234,13 @@ def test_from_pretrained_keywords(tmp_path):
         dinokit.Dinov2Model.from_pretrained(tmp_path, devcie="cuda")
     with pytest.raises(TypeError, match="layerss"):
         dinokit.load_model(tmp_path, layerss=1)
+    for loader in (dinokit.AutoModel.from_pretrained, dinokit.AutoConfig.from_pretrained,
+                   dinokit.AutoImageProcessor.from_pretrained, dinokit.Dinov2Backbone.from_pretrained):
+        with pytest.raises(TypeError, match="devcie"):
+            loader(tmp_path, devcie="cuda")
+    # the options transformers users pass still load
+    assert dinokit.AutoImageProcessor.from_pretrained(tmp_path, use_fast=True, revision="main", crop_size=196).crop_size == \
+        {"height": 196, "width": 196}
     new = dinokit.AutoModelForImageClassification.from_pretrained(tmp_path, num_labels=7)  # a new head, warned
     assert new.num_labels == 7 and new.config.id2label[6] == "LABEL_6"
     config = dinokit.AutoConfig.from_pretrained(tmp_path)

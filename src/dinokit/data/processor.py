@@ -256,7 +256,18 @@ class Dinov2ImageProcessor:
     @classmethod
     def from_pretrained(cls, name_or_path, **overrides) -> Dinov2ImageProcessor:
         """A folder or file with preprocessor_config.json, a Hugging Face repo id, or a torch.hub/mmpretrain
-        name (which ship no such file: the hub defaults, which are the official evaluation values)."""
+        name (which ship no such file: the hub defaults, which are the official evaluation values). Keywords:
+        the processor's own settings, the hub's download options (revision, cache_dir, token, …) and the
+        transformers options that change nothing here (use_fast, backend); anything else is a TypeError."""
+        from ..weights.download import HUB_OPTIONS
+
+        unknown = sorted(set(overrides) - _settings(cls) - set(HUB_OPTIONS) - _TRANSFORMERS_NO_OPS)
+        if unknown:
+            raise TypeError(f"{cls.__name__}.from_pretrained() got unexpected keyword argument(s) "
+                            f"{', '.join(map(repr, unknown))} (neither a processor setting nor a loading option)")
+        hub_options = {k: overrides.pop(k) for k in HUB_OPTIONS if k in overrides}
+        for key in _TRANSFORMERS_NO_OPS:
+            overrides.pop(key, None)
         path = Path(name_or_path)
         if path.is_dir() and (path / CONFIG_NAME).is_file():
             path = path / CONFIG_NAME
@@ -266,13 +277,23 @@ class Dinov2ImageProcessor:
         if name.count("/") == 1 and not path.exists():
             from ..weights.download import hub_file
 
-            found = hub_file(name, CONFIG_NAME, required=False)
+            found = hub_file(name, CONFIG_NAME, required=False, **hub_options)
             if found is not None:
                 return cls(**{**json.loads(found.read_text()), **overrides})
         return cls(**overrides)
 
     def __repr__(self):
         return f"Dinov2ImageProcessor({json.dumps(self.to_dict(), sort_keys=True)})"
+
+
+_TRANSFORMERS_NO_OPS = {"use_fast", "backend", "trust_remote_code", "return_unused_kwargs"}
+
+
+def _settings(cls) -> set[str]:
+    import inspect
+
+    return {name for name, p in inspect.signature(cls.__init__).parameters.items()
+            if name != "self" and p.kind is not p.VAR_KEYWORD}
 
 
 def _is_unit_float(image) -> bool:
