@@ -21,12 +21,16 @@ def test_the_readme_first_command_runs_on_the_bundled_samples(tmp_path, tiny_mod
     assert json.loads(run.stdout)["done"] == 5
 
 
-def test_every_command_has_help_and_runs_as_python_m():
+def test_every_command_has_help_and_runs_as_python_m(capsys):
+    from dinokit.cli import main
+
     names = sorted(build_parser()._subparsers._group_actions[0].choices)
     assert len(names) == len(COMMANDS)
     for name in names:
-        run = cli(name, "--help")
-        assert run.returncode == 0 and "usage: dinokit" in run.stdout, (name, run.stderr)
+        assert main([name, "--help"]) == 0, name
+        assert "usage: dinokit" in capsys.readouterr().out, name
+    run = cli("embed", "--help")  # and the same through `python -m dinokit`
+    assert run.returncode == 0 and "usage: dinokit embed" in run.stdout
 
 
 def test_choices_come_from_the_library():

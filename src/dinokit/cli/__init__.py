@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"]:  # its own parser: `dinokit bench --help`
         from ..bench import main as bench_main
 
-        return bench_main(argv[1:])
+        try:
+            return bench_main(argv[1:])
+        except SystemExit as e:  # its argparse: 2 on usage errors, 0 on --help
+            return int(e.code or 0)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

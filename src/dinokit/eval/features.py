@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from ..data import ImageFiles, collate_images, official_eval_transform
+from ..data import ImageFiles, official_eval_transform
 from ..data.folders import labelled_images
 from ..distributed import ensure_process_group, rank_and_world
 from ..io import atomic_write
 from ..runtime.cpu import fast_path
+from ..runtime.images import run_over_images
 
 CACHE_VERSION = 1
 
@@ -56,17 +56,20 @@ def extract(model, paths, transform, *, batch_size=64, num_workers=2, device="cp
     n, dim = len(paths), vit.config.hidden_size
     cls, mean, ok = torch.zeros(n, blocks, dim), torch.zeros(n, dim), torch.zeros(n, dtype=torch.bool)
     mine = list(range(rank, n, world))
-    loader = DataLoader(ImageFiles.from_paths([paths[i] for i in mine], transform), batch_size=batch_size,
-                        num_workers=num_workers, collate_fn=collate_images)
-    with torch.inference_mode():
-        for batch in tqdm(loader, desc=desc, disable=not progress or rank != 0, unit="batch"):
-            if batch.pixel_values is None:
-                continue
+    bar = tqdm(total=len(mine), desc=desc, disable=not progress or rank != 0, unit="img")
+
+    def keep(batch, outs):
+        bar.update(len(batch.paths) + len(batch.failures))
+        if outs is not None:
             idx = torch.tensor(mine)[batch.indices]
-            outs = vit.get_intermediate_layers(batch.pixel_values.to(device), n=blocks, return_class_token=True, norm=True)
             cls[idx] = torch.stack([c for _, c in outs], dim=1).float().cpu()
             mean[idx] = outs[-1][0].mean(dim=1).float().cpu()
             ok[idx] = True
+
+    run_over_images(ImageFiles.from_paths([paths[i] for i in mine], transform),
+                    lambda x: vit.get_intermediate_layers(x, n=blocks, return_class_token=True, norm=True), keep,
+                    batch_size=batch_size, num_workers=num_workers, device=device)
+    bar.close()
     if world > 1:
         dist = ensure_process_group()
         for t in (cls, mean):

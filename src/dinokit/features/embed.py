@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from ..data import Dinov2ImageProcessor, ImageFiles, collate_images, list_images
+from ..data import Dinov2ImageProcessor, ImageFiles, list_images
 from ..distributed import ensure_process_group, rank_and_world
 from ..embeddings.store import ShardWriter, finished_paths, read_failures, read_metadata
 from ..errors import UsageError
 from ..io import write_text_atomic
 from ..pretrained import Dinov2Model
 from ..runtime.backends import BACKENDS, FIXED_SIZE_BACKENDS, INEXACT_BACKENDS, BackendError, accelerate, require_cpu_bf16
+from ..runtime.images import run_over_images
 from .pooling import POOLINGS, pool
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -61,6 +61,58 @@ def default_batch_size(device: torch.device) -> int:
     return 64 if device.type == "cuda" else max(8, 4 * torch.get_num_threads())
 
 
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How `embed` computes and stores the embeddings: the job's whole input besides the paths. `check()`
+    refuses bad values with the option's CLI name; `metadata()` is what an output records and a rerun must
+    match."""
+
+    model: str = "dinov2_vits14"
+    pooling: str = "cls"
+    normalize: bool = False
+    image_size: int | None = None
+    batch_size: int | None = None
+    device: str | None = None
+    dtype: str = "float32"
+    num_workers: int | None = None
+    keep_patches: bool = False
+    shard_size: int | None = None
+    interpolate_mode: str | None = None
+    backend: str = "eager"
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def check(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise UsageError(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.backend not in BACKENDS:
+            raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.torch_device.type == "cpu" and self.torch_dtype != torch.float32:
+            if self.backend != "eager":
+                raise UsageError(f"--backend {self.backend} runs in float32 on CPU; drop --dtype {self.dtype}")
+            if self.torch_dtype == torch.bfloat16:
+                try:
+                    require_cpu_bf16()
+                except BackendError as e:
+                    raise UsageError(str(e)) from e
+
+    def metadata(self, crop: int | None) -> dict[str, str]:
+        exact = self.torch_dtype == torch.float32 and self.backend not in INEXACT_BACKENDS
+        return {"dinokit.model": str(self.model), "dinokit.pooling": self.pooling,
+                "dinokit.normalize": str(self.normalize), "dinokit.image_size": str(crop),
+                "dinokit.interpolate_mode": str(self.interpolate_mode or ""),
+                # reduced precision and int8 change the numbers: never mixed with exact ones in one output
+                "dinokit.numerics": "exact" if exact else f"{self.dtype}+{self.backend}"}
+
+
 def embed(
     inputs,
     output: str | os.PathLike,
@@ -79,36 +131,41 @@ def embed(
     backend: str = "eager",
     progress: bool = True,
 ) -> EmbedSummary:
-    """Embed every image under `inputs` (folders, text files of paths, image files) into `output`."""
+    """Embed every image under `inputs` (folders, text files of paths, image files) into `output`; the
+    keywords are `EmbedOptions`' fields."""
+    options = EmbedOptions(model, pooling, normalize, image_size, batch_size, device, dtype, num_workers,
+                           keep_patches, shard_size, interpolate_mode, backend)
+    return embed_with(inputs, output, options, progress=progress)
+
+
+def embed_with(inputs, output: str | os.PathLike, options: EmbedOptions, *, progress: bool = True) -> EmbedSummary:
     start = time.perf_counter()
-    if pooling not in POOLINGS:
-        raise UsageError(f"--pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-    if dtype not in DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch_dtype = DTYPES[dtype]
-    if backend not in BACKENDS:
-        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if dev.type == "cpu" and torch_dtype != torch.float32:
-        if backend != "eager":
-            raise UsageError(f"--backend {backend} runs in float32 on CPU; drop --dtype {dtype}")
-        if torch_dtype == torch.bfloat16:
-            try:
-                require_cpu_bf16()
-            except BackendError as e:
-                raise UsageError(str(e)) from e
+    options.check()
     rank, world = rank_and_world()
     out = Path(output)
-
-    processor = make_processor(model, image_size)
+    processor = make_processor(options.model, options.image_size)
     crop = processor.crop_size["height"] if processor.do_center_crop else None
-    if backend in FIXED_SIZE_BACKENDS and crop is None:
-        raise UsageError(f"--backend {backend} needs images of one size: this processor does not center-crop")
-    metadata = {"dinokit.model": str(model), "dinokit.pooling": pooling, "dinokit.normalize": str(normalize),
-                "dinokit.image_size": str(crop), "dinokit.interpolate_mode": str(interpolate_mode or ""),
-                # reduced precision and int8 change the numbers: never mixed with exact ones in one output
-                "dinokit.numerics": "exact" if torch_dtype == torch.float32 and backend not in INEXACT_BACKENDS
-                else f"{dtype}+{backend}"}
+    if options.backend in FIXED_SIZE_BACKENDS and crop is None:
+        raise UsageError(f"--backend {options.backend} needs images of one size: this processor does not center-crop")
+    metadata = options.metadata(crop)
+    _check_matches_existing(out, metadata)
+    paths = _input_paths(inputs)
+    done_before = finished_paths(out)
+    # split the full list first, then drop finished work: ranks need not agree on when they looked
+    mine = [p for p in paths[rank::world] if p not in done_before]
+    summary = EmbedSummary(str(out), total=len(paths), done=0, skipped=sum(p in done_before for p in paths),
+                           failed=0, seconds=0.0)
+    if mine:
+        _embed_paths(mine, processor, crop, options, ShardWriter(out, rank, metadata), summary,
+                     progress=progress and rank == 0, world=world)
+    summary = _gather(summary, world)
+    summary.seconds = time.perf_counter() - start
+    if rank == 0:
+        _write_failure_list(out)
+    return summary
+
+
+def _check_matches_existing(out: Path, metadata: dict) -> None:
     existing = read_metadata(out)
     if existing is not None:
         before = {"dinokit.numerics": "exact", **existing}  # outputs written before the key existed
@@ -117,6 +174,8 @@ def embed(
             raise UsageError(f"{out} holds embeddings made with other settings {clash}; "
                              "choose another output or remove it")
 
+
+def _input_paths(inputs) -> list[str]:
     given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     missing = [str(p) for p in given if not Path(p).exists()]
     if missing:
@@ -124,61 +183,62 @@ def embed(
     paths = [str(Path(p).resolve()) for p in list_images(given)]
     if not paths:
         raise UsageError(f"no images found in {inputs}")
-    done_before = finished_paths(out)
-    # split the full list first, then drop finished work: ranks need not agree on when they looked
-    mine = [p for p in paths[rank::world] if p not in done_before]
-    skipped = sum(p in done_before for p in paths)
-    summary = EmbedSummary(str(out), total=len(paths), done=0, skipped=skipped, failed=0, seconds=0.0)
+    return paths
 
-    if mine:
-        net = Dinov2Model.from_pretrained(model, interpolate_mode=interpolate_mode, device=dev, dtype=torch_dtype)
-        try:
-            forward = accelerate(net, backend, image_size=crop)
-        except BackendError as e:
-            raise UsageError(str(e)) from e
-        if backend == "eager" and pooling == "cls" and not keep_patches:  # the CLS token is all we keep
-            forward = lambda pixels: net.forward_class_token(pixels)[:, None]  # noqa: E731
-        batch_size = batch_size or default_batch_size(dev)
-        shard_size = shard_size or (128 if keep_patches else 4096)
-        workers = num_workers if num_workers is not None else min(4, os.cpu_count() or 1)
-        files = ImageFiles.from_paths(mine, processor)
-        loader = DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=collate_images,
-                            persistent_workers=False, pin_memory=dev.type == "cuda")
-        writer = ShardWriter(out, rank, metadata)
-        bar = _progress(len(mine), progress and rank == 0, world)
-        pending_paths, pending_emb, pending_patch, pending_fail = [], [], [], []
 
-        def flush():
-            if pending_paths:
-                writer.write(pending_paths, np.concatenate(pending_emb),
-                             np.concatenate(pending_patch) if keep_patches else None)
-            writer.record_failures(pending_fail)  # after the shard: a kill in between only retries them
-            pending_paths.clear(), pending_emb.clear(), pending_patch.clear(), pending_fail.clear()
+class _PendingShard:
+    """Embeddings and failures waiting for the next shard; `flush` writes them (the shard first, then the
+    failures: a kill in between only retries the failed images)."""
 
-        with torch.inference_mode():
-            for batch in loader:
-                pending_fail.extend(batch.failures)
-                summary.failures.extend(batch.failures)
-                if batch.pixel_values is not None:
-                    tokens = forward(batch.pixel_values.to(dev, torch_dtype, non_blocking=True))
-                    emb = pool(tokens, net.num_prefix_tokens, pooling, normalize)
-                    pending_emb.append(emb.float().cpu().numpy())
-                    if keep_patches:
-                        pending_patch.append(tokens[:, net.num_prefix_tokens:].to(torch.float16).cpu().numpy())
-                    pending_paths.extend(batch.paths)
-                summary.done += len(batch.paths)
-                summary.failed += len(batch.failures)
-                bar.update(len(batch.paths) + len(batch.failures))
-                if len(pending_paths) + len(pending_fail) >= shard_size:
-                    flush()
-        flush()
-        bar.close()
+    def __init__(self, writer: ShardWriter, keep_patches: bool):
+        self.writer, self.keep_patches = writer, keep_patches
+        self.paths, self.embeddings, self.patches, self.failures = [], [], [], []
 
-    summary = _gather(summary, world)
-    summary.seconds = time.perf_counter() - start
-    if rank == 0:
-        _write_failure_list(out)
-    return summary
+    def __len__(self) -> int:
+        return len(self.paths) + len(self.failures)
+
+    def flush(self) -> None:
+        if self.paths:
+            self.writer.write(self.paths, np.concatenate(self.embeddings),
+                              np.concatenate(self.patches) if self.keep_patches else None)
+        self.writer.record_failures(self.failures)
+        self.paths, self.embeddings, self.patches, self.failures = [], [], [], []
+
+
+def _embed_paths(paths: list[str], processor, crop, options: EmbedOptions, writer: ShardWriter,
+                 summary: EmbedSummary, *, progress: bool, world: int) -> None:
+    dev, dtype = options.torch_device, options.torch_dtype
+    net = Dinov2Model.from_pretrained(options.model, interpolate_mode=options.interpolate_mode, device=dev, dtype=dtype)
+    try:
+        forward = accelerate(net, options.backend, image_size=crop)
+    except BackendError as e:
+        raise UsageError(str(e)) from e
+    if options.backend == "eager" and options.pooling == "cls" and not options.keep_patches:  # the CLS token is all we keep
+        forward = lambda pixels: net.forward_class_token(pixels)[:, None]  # noqa: E731
+    shard_size = options.shard_size or (128 if options.keep_patches else 4096)
+    workers = options.num_workers if options.num_workers is not None else min(4, os.cpu_count() or 1)
+    pending = _PendingShard(writer, options.keep_patches)
+    prefix = net.num_prefix_tokens
+    bar = _progress(len(paths), progress, world)
+
+    def keep(batch, tokens):
+        pending.failures.extend(batch.failures)
+        summary.failures.extend(batch.failures)
+        if tokens is not None:
+            pending.embeddings.append(pool(tokens, prefix, options.pooling, options.normalize).float().cpu().numpy())
+            if options.keep_patches:
+                pending.patches.append(tokens[:, prefix:].to(torch.float16).cpu().numpy())
+            pending.paths.extend(batch.paths)
+        summary.done += len(batch.paths)
+        summary.failed += len(batch.failures)
+        bar.update(len(batch.paths) + len(batch.failures))
+        if len(pending) >= shard_size:
+            pending.flush()
+
+    run_over_images(ImageFiles.from_paths(paths, processor), forward, keep,
+                    batch_size=options.batch_size or default_batch_size(dev), num_workers=workers, device=dev, dtype=dtype)
+    pending.flush()
+    bar.close()
 
 
 def _progress(total: int, enabled: bool, world: int):
