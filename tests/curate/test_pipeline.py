@@ -72,6 +72,15 @@ def test_rerun_reuses_finished_steps_and_redoes_changed_ones(tmp_path):
     assert [s.get("resumed") for s in changed["steps"]] == [True, None] and changed["output_count"] == 200
 
 
+def test_a_misspelt_step_setting_stops_the_pipeline_before_any_step(tmp_path):
+    structured_pool(tmp_path)
+    config = {"pool": "pool.parquet", "output": "out", "steps": [{"dedup": {}}, {"balance": {"targets": 300}}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    run = cli("curate", "pipeline", tmp_path / "c.yaml")
+    assert run.returncode == 1 and "step 2 (balance) has no setting targets" in run.stderr and "target" in run.stderr
+    assert not (tmp_path / "out" / "steps").exists()  # nothing ran
+
+
 def test_single_steps_from_the_command_line(tmp_path):
     pool_file = structured_pool(tmp_path)
     run = cli("curate", "dedup", pool_file, "-o", tmp_path / "d.parquet", "--keep", "first", "--json")

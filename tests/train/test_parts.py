@@ -156,3 +156,17 @@ def test_blur_probabilities(official, photos):
     a, b = aug(image, seed=5), aug(image, seed=5)
     assert all(torch.equal(x, y) for x, y in zip(a["global_crops"] + a["local_crops"], b["global_crops"] + b["local_crops"]))
     assert a["global_crops"][0].shape == (3, 224, 224) and a["local_crops"][0].shape == (3, 98, 98)
+
+
+def test_training_configs_refuse_unknown_keys_at_any_depth(tmp_path):
+    from dinokit.train.config import PRESETS, load_config
+
+    for preset in PRESETS:  # every shipped preset uses only known keys
+        load_config(preset)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  lr: 0.001\n  warmup_epoch: 3\ncrops:\n  global_crops_size: 98\n")
+    with pytest.raises(ValueError, match="optim.warmup_epoch"):
+        load_config(bad)
+    with pytest.raises(ValueError, match="train.batch_size"):
+        load_config("smoke", ["train.batch_size=4"])
+    assert load_config("smoke", ["student.embed_dim=48"])["student"]["embed_dim"] == 48  # a custom tiny student

@@ -18,7 +18,7 @@ def run(args) -> int:
     from .. import curate
 
     if args.step == "pipeline":
-        report = curate.run_pipeline(curate.load_config(args.config), args.output, progress=not args.json)
+        report = curate.run_pipeline(curate.load_pipeline(args.config), args.output, progress=not args.json)
         if args.json:
             print(json.dumps({k: v for k, v in report.items() if k != "duplicate_groups"}, indent=2, default=str))
         else:

@@ -14,6 +14,7 @@ of everything it depends on; a rerun (after a kill, or with a later step changed
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 from pathlib import Path
@@ -33,7 +34,9 @@ STEPS = {"dedup": dedup, "decontaminate": decontaminate, "retrieve": retrieve, "
 POOL_ARGS = {"decontaminate": ("protected",), "retrieve": ("seeds",)}  # arguments that name embeddings
 
 
-def load_config(path) -> dict:
+def load_pipeline(path) -> dict:
+    """A curation pipeline's YAML, checked before any step runs: known steps, each with settings its
+    function takes, and paths resolved against the file's folder."""
     path = Path(path)
     config = yaml.safe_load(path.read_text()) or {}
     if not isinstance(config, dict) or "pool" not in config or "steps" not in config:
@@ -45,6 +48,10 @@ def load_config(path) -> dict:
             raise ValueError(f"{path}: step {i + 1} must be one of {sorted(STEPS)} with its settings, got {step!r}")
         name, args = next(iter(step.items()))
         args = dict(args or {})
+        allowed = set(inspect.signature(STEPS[name]).parameters) - {"pool", "progress"}
+        if set(args) - allowed:
+            raise ValueError(f"{path}: step {i + 1} ({name}) has no setting {', '.join(sorted(set(args) - allowed))}; "
+                             f"it takes {', '.join(sorted(allowed))}")
         for key in POOL_ARGS.get(name, ()):
             if key in args:
                 args[key] = _resolve(args[key], base)

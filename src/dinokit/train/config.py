@@ -27,6 +27,22 @@ def merge(base: dict, top: dict) -> dict:
     return out
 
 
+FREE_SECTIONS = ("student",)  # may also set embed_dim, depth and num_heads of a custom (tiny) architecture
+
+
+def unknown_keys(base: dict, top: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the keys in `top` that `base` (the defaults) does not have, at any depth."""
+    unknown = []
+    for key, value in (top or {}).items():
+        name = f"{prefix}{key}"
+        if key not in base:
+            if prefix.rstrip(".") not in FREE_SECTIONS:
+                unknown.append(name)
+        elif isinstance(value, dict) and isinstance(base[key], dict):
+            unknown += unknown_keys(base[key], value, name + ".")
+    return unknown
+
+
 def apply_override(config: dict, override: str) -> dict:
     if "=" not in override:
         raise ValueError(f"override {override!r} is not KEY=VALUE (e.g. train.batch_size_per_gpu=64)")
@@ -37,7 +53,7 @@ def apply_override(config: dict, override: str) -> dict:
         if not isinstance(node.get(part), dict):
             raise ValueError(f"override {override!r}: no section {part!r} in the configuration")
         node = node[part]
-    if parts[-1] not in node and parts[0] != "student":
+    if parts[-1] not in node and parts[0] not in FREE_SECTIONS:
         raise ValueError(f"override {override!r}: unknown key {key!r} (see `dinokit train --print-config`)")
     node[parts[-1]] = yaml.safe_load(value)
     return config
@@ -53,9 +69,9 @@ def load_config(config: str | Path | None = None, overrides: list[str] = ()) -> 
             top = _preset(str(config))
         else:
             raise ValueError(f"{config}: neither a YAML file nor a preset ({', '.join(PRESETS)})")
-        unknown = set(top) - set(cfg)
+        unknown = unknown_keys(cfg, top)
         if unknown:
-            raise ValueError(f"{config}: unknown sections {sorted(unknown)}")
+            raise ValueError(f"{config}: unknown keys {', '.join(unknown)} (see `dinokit train --print-config`)")
         cfg = merge(cfg, top)
     for o in overrides:
         apply_override(cfg, o)
