@@ -5,22 +5,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..embeddings import knn
+
 
 def knn_predict(train: torch.Tensor, train_labels: torch.Tensor, query: torch.Tensor, num_classes: int,
-                ks=(10, 20, 100, 200), temperature: float = 0.07, chunk: int = 1024) -> dict[int, torch.Tensor]:
-    """Class scores [Q, C] for every k (as the official KnnModule: one softmax over the max-k neighbours)."""
-    train = F.normalize(train.float(), dim=-1)
-    query = F.normalize(query.float(), dim=-1)
+                ks=(10, 20, 100, 200), temperature: float = 0.07) -> dict[int, torch.Tensor]:
+    """Class scores [Q, C] for every k (as the official KnnModule: one softmax over the max-k neighbours).
+    The neighbours come from the exact search every job shares (`dinokit.embeddings.knn`)."""
     max_k = min(max(ks), len(train))
-    scores = {k: [] for k in ks}
-    for start in range(0, len(query), chunk):
-        sim = query[start:start + chunk] @ train.T
-        top_sim, top_idx = sim.topk(max_k, dim=1, largest=True, sorted=True)
-        weights = (top_sim / temperature).softmax(dim=1)
-        votes = F.one_hot(train_labels[top_idx], num_classes).float() * weights[..., None]
-        for k in ks:
-            scores[k].append(votes[:, :min(k, max_k)].sum(dim=1))
-    return {k: torch.cat(v) for k, v in scores.items()}
+    top_sim, top_idx = (torch.from_numpy(a) for a in knn(train.float().numpy(), query.float().numpy(), max_k,
+                                                        kind="flat"))
+    weights = (top_sim / temperature).softmax(dim=1)
+    votes = F.one_hot(train_labels[top_idx], num_classes).float() * weights[..., None]
+    return {k: votes[:, :min(k, max_k)].sum(dim=1) for k in ks}
 
 
 def accuracy(scores: torch.Tensor, labels: torch.Tensor, topk: int) -> float:

@@ -144,7 +144,7 @@ def _load_optimizer_state(arch, optimizer, saved: dict) -> None:
         set_optimizer_state_dict(arch, optimizer, saved, options=StateDictOptions(full_state_dict=True))
 
 
-def export_model(arch: SSLMetaArch, folder: Path, sharded: bool) -> Path:
+def save_backbone(arch: SSLMetaArch, folder: Path, sharded: bool) -> Path:
     """The trained backbone as a dinokit model folder (config.json + model.safetensors), written by rank 0."""
     from ..pretrained import Dinov2Model
 
@@ -273,5 +273,5 @@ def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True
         if (step + 1) % t["checkpoint_every"] == 0 or step + 1 == stop:
             save_checkpoint(ckpt_path, arch, optimizer, step + 1, cfg, sharded)
     bar.close()
-    export_model(arch, out / "model", sharded)
+    save_backbone(arch, out / "model", sharded)
     return TrainResult(str(out), stop, losses, round(time.perf_counter() - began, 1), knn)
