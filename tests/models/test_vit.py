@@ -109,12 +109,16 @@ def test_class_token_alone_equals_the_pooler_output(registers):
 def test_the_model_package_is_plain_pytorch():
     """No private torch APIs, globals, environment switches or hook-dependent paths in dinokit.models: the
     speed machinery lives in dinokit.runtime, which the jobs apply explicitly."""
+    import re
+
     import dinokit.models
 
     banned = ("torch.ops", "._version", "_global_forward_hooks", "os.environ", "register_at_fork", "global ",
-              "_forward_hooks", "import dinokit", "inference_mode")
+              "_forward_hooks", "import dinokit", "inference_mode", "open(", "os.path", "write_text", "read_text")
     for source in Path(dinokit.models.__file__).parent.glob("*.py"):
         text = source.read_text()
         assert not [b for b in banned if b in text], (source.name, [b for b in banned if b in text])
+        # the only dinokit code it calls: the config's file methods, which `dinokit.weights` carries out
+        assert set(re.findall(r"from \.\.(\w+)", text)) <= {"weights"}, source.name
     model = Dinov2Model(tiny())
     assert all(type(m).__module__.startswith(("torch.", "dinokit.models", "dinokit.pretrained")) for m in model.modules())

@@ -12,11 +12,19 @@ from torch import nn
 
 from ..heads.depth import DPTDepthHead, LinearDepthHead, center_pad
 from ..heads.segmentation import LinearSegmentationHead
-from ..io import atomic_write
+from ..io import atomic_write, write_text_atomic
 from ..models.config import Dinov2Config
 from ..models.vit import DinoVisionTransformer
 from ..pretrained import Dinov2Model
-from ..weights.checkpoint import load_converted, read_state_dict
+from ..weights.checkpoint import (
+    CONFIG_NAME,
+    HEAD_META_NAME,
+    HEAD_WEIGHTS_NAME,
+    PICKLE_NAME,
+    SAFETENSORS_NAME,
+    load_converted,
+    read_state_dict,
+)
 from ..weights.dense import official_dpt_head_to_dinokit, official_linear_head_to_dinokit, split_hf_dpt
 from ..weights.download import hub_file, url_file
 from ..weights.formats import to_dinokit
@@ -91,12 +99,12 @@ class SegmentationModel(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_write(folder / "head.safetensors") as tmp:
+        with atomic_write(folder / HEAD_WEIGHTS_NAME) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(tmp))
         meta = {"task": "segmentation", "backbone": self.backbone_source, "blocks": self.blocks,
                 "embed_dim": self.backbone.config.hidden_size, "layers": self.head.layers, "class_names": self.class_names,
                 "image_size": self.image_size}
-        (folder / "head.json").write_text(json.dumps(meta, indent=2))
+        write_text_atomic(folder / HEAD_META_NAME, json.dumps(meta, indent=2))
         return folder
 
 
@@ -127,7 +135,7 @@ def load_depth_model(source, *, backbone=None, max_depth: float | None = None, d
         dataset = next((d for d in DEPTH_DATASETS if f"_{d}_" in path.name), None)
         return _official_depth(path, _backbone(backbone, device), max_depth or DEPTH_DATASETS.get(dataset, 10.0),
                                str(path)).to(device).eval()
-    config_file = path / "config.json" if path.is_dir() else hub_file(str(source), "config.json")
+    config_file = path / CONFIG_NAME if path.is_dir() else hub_file(str(source), CONFIG_NAME)
     return _hf_dpt(json.loads(Path(config_file).read_text()), path if path.is_dir() else str(source),
                    max_depth, str(source)).to(device).eval()
 
@@ -153,7 +161,7 @@ def _hf_dpt(config: dict, where, max_depth: float | None, source: str) -> DepthM
     from ..weights.checkpoint import find_weights_file
 
     weights = find_weights_file(where) if isinstance(where, Path) else (
-        hub_file(where, "model.safetensors", required=False) or hub_file(where, "pytorch_model.bin"))
+        hub_file(where, SAFETENSORS_NAME, required=False) or hub_file(where, PICKLE_NAME))
     backbone_sd, head_sd = split_hf_dpt(read_state_dict(weights))
     bcfg = Dinov2Config.from_dict(config["backbone_config"])
     bcfg = bcfg.replace(interpolate_mode=bcfg.interpolate_mode or "hf")  # transformers' own interpolation
@@ -175,13 +183,13 @@ def load_segmentation_model(source, *, backbone=None, device="cpu") -> Segmentat
     (`dinov2_vits14_ade20k_linear`, `dinov2_vitb14_voc2012_ms`), or an official head file with `backbone=`."""
     parsed = parse_dense_name(str(source))
     path = Path(source)
-    if path.is_dir() and (path / "head.json").is_file():
+    if path.is_dir() and (path / HEAD_META_NAME).is_file():
         from safetensors.torch import load_file
 
-        meta = json.loads((path / "head.json").read_text())
+        meta = json.loads((path / HEAD_META_NAME).read_text())
         net = _backbone(backbone or meta["backbone"], device)
         head = LinearSegmentationHead(meta["embed_dim"], len(meta["class_names"]), meta["layers"])
-        _load_head(head, load_file(str(path / "head.safetensors")), str(path))
+        _load_head(head, load_file(str(path / HEAD_WEIGHTS_NAME)), str(path))
         return SegmentationModel(net, head, meta["blocks"], meta["class_names"], meta.get("image_size"),
                                  str(backbone or meta["backbone"])).to(device).eval()
     if parsed and parsed["task"] == "segmentation":

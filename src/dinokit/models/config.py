@@ -198,29 +198,30 @@ class Dinov2Config:
         extra = {k: v for k, v in d.items() if k not in names and k not in _NOT_STORED}
         return cls(**known, extra=extra)
 
+    # transformers' file methods: the files themselves are read and written by `dinokit.weights` (imported
+    # when called, so that this module stays free of files and the rest of dinokit)
     def to_json_file(self, path: str | os.PathLike, architectures: list[str] | None = None) -> None:
-        d = self.to_dict()
-        if architectures:
-            d["architectures"] = architectures
-        with open(path, "w") as f:
-            json.dump(d, f, indent=2, sort_keys=True)
-            f.write("\n")
+        from ..weights.config_files import write_config
+
+        write_config(self, path, architectures)
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> Dinov2Config:
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        from ..weights.config_files import read_config
+
+        return read_config(cls, path)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         """config.json in `save_directory`, as transformers writes it."""
-        os.makedirs(save_directory, exist_ok=True)
-        self.to_json_file(os.path.join(save_directory, "config.json"))
+        from ..weights.config_files import save_config
+
+        save_config(self, save_directory)
 
     @classmethod
     def from_pretrained(cls, name_or_path, **kwargs) -> Dinov2Config:
         """The config of a name, folder, file or hub id (see `dinokit.AutoConfig`); keyword arguments that
         are config fields override it, hub options (`revision`, `cache_dir`, …) are passed on."""
-        from ..weights.pretrained import config_from_pretrained  # the resolver lives with the weights
+        from ..weights.pretrained import config_from_pretrained
 
         return config_from_pretrained(name_or_path, **kwargs)
 

@@ -13,6 +13,8 @@ from .formats import to_dinokit, unwrap_checkpoint
 SAFETENSORS_NAME = "model.safetensors"
 PICKLE_NAME = "pytorch_model.bin"
 CONFIG_NAME = "config.json"
+HEAD_WEIGHTS_NAME = "head.safetensors"  # a head `dinokit train-seg` saves, beside its HEAD_META_NAME
+HEAD_META_NAME = "head.json"
 
 
 class CheckpointMismatchError(ValueError):
