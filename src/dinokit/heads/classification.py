@@ -7,7 +7,6 @@ Head input (after the final norm; registers excluded):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 
 import torch
 import torch.nn.functional as F
@@ -16,16 +15,7 @@ from torch import nn
 from ..models.config import Dinov2Config
 from ..models.outputs import ModelOutput, wants_tuple
 from ..models.vit import DinoVisionTransformer
-
-
-def imagenet_labels() -> list[str]:
-    """The 1000 ImageNet-1k class names, in class-index order (WordNet lemmas, as the hub configs)."""
-    text = resources.files("dinokit.heads").joinpath("imagenet1k_labels.txt").read_text()
-    return text.splitlines()
-
-
-def imagenet_id2label() -> dict[int, str]:
-    return dict(enumerate(imagenet_labels()))
+from ..weights.labels import imagenet_id2label, imagenet_labels  # noqa: F401 (part of dinokit.heads)
 
 
 @dataclass

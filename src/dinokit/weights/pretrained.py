@@ -23,6 +23,7 @@ from .checkpoint import (
 )
 from .download import HUB_OPTIONS, hub_file, url_file
 from .formats import to_hf
+from .labels import imagenet_id2label
 from .names import available_models, lookup, official_head_url
 
 
@@ -77,8 +78,6 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, head_layers: int | No
 def with_linear_head(config: Dinov2Config, layers: int, id2label: dict | None = None) -> Dinov2Config:
     """The config of a classifier: ImageNet-1k labels unless told otherwise; `classifier_layers` 1 or 4."""
     if id2label is None and generic_labels(config.id2label):
-        from ..heads.classification import imagenet_id2label
-
         id2label = imagenet_id2label()
     extra = {**config.extra, "classifier_layers": layers} if layers != 1 else {
         k: v for k, v in config.extra.items() if k != "classifier_layers"}
