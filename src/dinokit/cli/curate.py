@@ -28,14 +28,8 @@ def run(args) -> int:
             print(f"{report['output_count']} images → {report['paths']}; report: "
                   f"{os.path.join(os.path.dirname(report['paths']), 'report.md')}")
         return EXIT_OK
-    pool = curate.read_pool(args.embeddings)
     options = {k: v for k, v in vars(args).items() if k in STEP_OPTIONS[args.step] and v is not None}
-    result = getattr(curate, args.step)(pool, **curate.read_pool_arguments(args.step, options), progress=not args.json)
-    curate.write_pool(result.kept, args.output)
-    if result.removed is not None:
-        removed = args.output[: -len(".parquet")] if args.output.endswith(".parquet") else args.output
-        result.summary["removed_file"] = str(curate.write_pool(result.removed, removed + ".removed.parquet"))
-    s = result.summary
+    s = curate.run_step(args.step, args.embeddings, args.output, progress=not args.json, **options)
     if args.json:
         print(json.dumps(s, indent=2, default=str))
     else:

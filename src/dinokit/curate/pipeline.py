@@ -82,6 +82,20 @@ def read_pool_arguments(step: str, args: dict) -> dict:
             else v for k, v in args.items()}
 
 
+def run_step(step: str, embeddings, output, *, progress: bool = True, **settings) -> dict:
+    """One step on its own: embeddings (paths or pools) in, the kept images to `output` (Parquet) and the
+    removed ones, with the reason, beside it (`X.removed.parquet`); returns the step's summary."""
+    if step not in STEPS:
+        raise ValueError(f"curation step must be one of {sorted(STEPS)}, got {step!r}")
+    result = STEPS[step](read_pool(embeddings), **read_pool_arguments(step, settings), progress=progress)
+    write_pool(result.kept, output)
+    summary = dict(result.summary)
+    if result.removed is not None:
+        stem = str(output)[: -len(".parquet")] if str(output).endswith(".parquet") else str(output)
+        summary["removed_file"] = str(write_pool(result.removed, stem + ".removed.parquet"))
+    return summary
+
+
 def run_pipeline(config: dict, output=None, *, progress: bool = True) -> dict:
     """Runs the steps; returns the report (also written as OUTPUT/report.json and report.md)."""
     out = Path(output or config.get("output") or "curated")

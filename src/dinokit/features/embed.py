@@ -186,21 +186,35 @@ def _input_paths(inputs) -> list[str]:
     return paths
 
 
-class _PendingShard:
-    """Embeddings and failures waiting for the next shard; `flush` writes them (the shard first, then the
-    failures: a kill in between only retries the failed images)."""
+class _ShardSink:
+    """Takes each batch of the loop: counts it in the summary, keeps its embeddings (and failures) until a
+    shard's worth is waiting, then writes them — the shard first, then the failures, so that a kill in
+    between only retries the failed images."""
 
-    def __init__(self, writer: ShardWriter, keep_patches: bool):
-        self.writer, self.keep_patches = writer, keep_patches
+    def __init__(self, writer: ShardWriter, options: EmbedOptions, prefix: int, summary: EmbedSummary, bar):
+        self.writer, self.options, self.prefix, self.summary, self.bar = writer, options, prefix, summary, bar
+        self.shard_size = options.shard_size or (128 if options.keep_patches else 4096)
         self.paths, self.embeddings, self.patches, self.failures = [], [], [], []
 
-    def __len__(self) -> int:
-        return len(self.paths) + len(self.failures)
+    def __call__(self, batch, tokens) -> None:
+        o = self.options
+        self.failures.extend(batch.failures)
+        self.summary.failures.extend(batch.failures)
+        if tokens is not None:
+            self.embeddings.append(pool(tokens, self.prefix, o.pooling, o.normalize).float().cpu().numpy())
+            if o.keep_patches:
+                self.patches.append(tokens[:, self.prefix:].to(torch.float16).cpu().numpy())
+            self.paths.extend(batch.paths)
+        self.summary.done += len(batch.paths)
+        self.summary.failed += len(batch.failures)
+        self.bar.update(len(batch.paths) + len(batch.failures))
+        if len(self.paths) + len(self.failures) >= self.shard_size:
+            self.flush()
 
     def flush(self) -> None:
         if self.paths:
             self.writer.write(self.paths, np.concatenate(self.embeddings),
-                              np.concatenate(self.patches) if self.keep_patches else None)
+                              np.concatenate(self.patches) if self.options.keep_patches else None)
         self.writer.record_failures(self.failures)
         self.paths, self.embeddings, self.patches, self.failures = [], [], [], []
 
@@ -215,29 +229,12 @@ def _embed_paths(paths: list[str], processor, crop, options: EmbedOptions, write
         raise UsageError(str(e)) from e
     if options.backend == "eager" and options.pooling == "cls" and not options.keep_patches:  # the CLS token is all we keep
         forward = lambda pixels: net.forward_class_token(pixels)[:, None]  # noqa: E731
-    shard_size = options.shard_size or (128 if options.keep_patches else 4096)
     workers = options.num_workers if options.num_workers is not None else min(4, os.cpu_count() or 1)
-    pending = _PendingShard(writer, options.keep_patches)
-    prefix = net.num_prefix_tokens
     bar = _progress(len(paths), progress, world)
-
-    def keep(batch, tokens):
-        pending.failures.extend(batch.failures)
-        summary.failures.extend(batch.failures)
-        if tokens is not None:
-            pending.embeddings.append(pool(tokens, prefix, options.pooling, options.normalize).float().cpu().numpy())
-            if options.keep_patches:
-                pending.patches.append(tokens[:, prefix:].to(torch.float16).cpu().numpy())
-            pending.paths.extend(batch.paths)
-        summary.done += len(batch.paths)
-        summary.failed += len(batch.failures)
-        bar.update(len(batch.paths) + len(batch.failures))
-        if len(pending) >= shard_size:
-            pending.flush()
-
-    run_over_images(ImageFiles.from_paths(paths, processor), forward, keep,
+    sink = _ShardSink(writer, options, net.num_prefix_tokens, summary, bar)
+    run_over_images(ImageFiles.from_paths(paths, processor), forward, sink,
                     batch_size=options.batch_size or default_batch_size(dev), num_workers=workers, device=dev, dtype=dtype)
-    pending.flush()
+    sink.flush()
     bar.close()
 
 
