@@ -29,12 +29,15 @@ def sample_photos() -> list[Path]:
     return sorted(files, key=lambda f: f.name)
 
 
-def cli(*args, env=None, timeout=600):
+HANG = 3600  # subprocess limits only catch a hung job; a loaded 2-core host must never reach them
+
+
+def cli(*args, env=None, timeout=HANG):
     return subprocess.run([sys.executable, "-m", "dinokit", *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
 
 
-def torchrun(nproc, *args, timeout=600):
+def torchrun(nproc, *args, timeout=HANG):
     """`python -m torch.distributed.run --nproc-per-node N -m dinokit ARGS` on a free port, one thread each."""
     with socket.socket() as sock:  # a free port, so parallel runs do not collide
         sock.bind(("127.0.0.1", 0))

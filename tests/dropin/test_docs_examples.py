@@ -23,7 +23,7 @@ import transformers
 
 import dinokit
 from dinokit.heads.classification import imagenet_labels
-from tests.helpers import SNAPSHOT, max_diff, perturb_
+from tests.helpers import HANG, SNAPSHOT, max_diff, perturb_
 
 TRANSFORMERS_4 = Path(os.environ.get("DINOKIT_TRANSFORMERS_437", Path(sys.prefix) / "side" / "transformers-4.37.2"))
 FETCH = {  # the docs' network lines → a local photo
@@ -226,7 +226,7 @@ def run_examples(library: str, hub: Path, out: Path, photo: Path, path: list[str
         examples[name] = examples[name][:examples[name].index(marker)] + save
     script = RUNNER.format(path=path, preamble=preamble, examples=examples, photo=str(photo), out=str(out))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub), "TRANSFORMERS_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=HANG)
     assert result.returncode == 0, f"{library} examples failed:\n{result.stderr[-4000:]}"
     return torch.load(out, weights_only=False)
 

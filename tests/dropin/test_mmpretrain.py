@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from tests.helpers import perturb_
+from tests.helpers import HANG, perturb_
 
 pytest.importorskip("mmpretrain", reason="mmpretrain 1.2.0 is installed by tests/install-references")
 
@@ -38,7 +38,7 @@ def run(library, torch_home, x_path, out_path):
     code = code.replace("inputs = torch.rand", "torch.manual_seed(0); inputs = torch.rand")
     code += CHECKS.format(x=str(x_path), out=str(out_path))
     env = {**os.environ, "TORCH_HOME": str(torch_home), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=HANG)
     assert result.returncode == 0, result.stderr[-3000:]
     return torch.load(out_path)
 

@@ -9,7 +9,7 @@ import torch
 import dinokit.eval.features as eval_features
 from dinokit.eval import eval_knn, eval_linear, knn_predict, logistic_regression
 from dinokit.eval.features import FeatureSet
-from tests.helpers import cli, save_tiny_model
+from tests.helpers import HANG, cli, save_tiny_model
 
 
 def numpy_knn(train, train_labels, query, num_classes, k, T):
@@ -142,7 +142,7 @@ def test_torchrun_features_equal_single_process(digits, tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                          str(port), "-m", "dinokit", *args], capture_output=True, text=True, timeout=600,
+                          str(port), "-m", "dinokit", *args], capture_output=True, text=True, timeout=HANG,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert single.returncode == two.returncode == 0, two.stderr
     assert json.loads(two.stdout)["results"] == json.loads(single.stdout)["results"]

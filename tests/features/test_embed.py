@@ -15,7 +15,7 @@ import torch
 import dinokit
 from dinokit.data import load_image
 from dinokit.features import read_embeddings
-from tests.helpers import broken_files, cli, generated_images, torchrun
+from tests.helpers import HANG, broken_files, cli, generated_images, torchrun
 
 
 def reference_embeddings(model_dir, paths, pooling="cls", normalize=False):
@@ -137,7 +137,7 @@ def test_memory_stays_flat(tmp_path, tiny_model_dir):
         generated_images(folder, n)
         code = ("import resource, dinokit; dinokit.embed({!r}, {!r}, {!r}, shard_size=64, num_workers=0, progress=False);"
                 "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)").format(str(folder), str(tmp_path / f"o{n}"), str(tiny_model_dir))
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG)
         assert r.returncode == 0, r.stderr
         return int(r.stdout.strip().splitlines()[-1])
 

@@ -115,7 +115,7 @@ def test_short_pretraining_lifts_knn_accuracy(photos, tmp_path, report, epochs):
     knn_train, knn_val = photo_crops(tmp_path / "knn_train", photos, 8, 2), photo_crops(tmp_path / "knn_val", photos, 8, 3)
     run = cli("train", "--config", "smoke", f"train.dataset_path={pool}", f"optim.epochs={epochs}",
               f"evaluation.knn_train={knn_train}", f"evaluation.knn_val={knn_val}", f"evaluation.knn_every={4 * epochs}",
-              "-o", tmp_path / "out", "--json", timeout=900)
+              "-o", tmp_path / "out", "--json")
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout)
     from dinokit.eval.features import folder_features

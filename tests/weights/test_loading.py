@@ -10,13 +10,13 @@ import transformers
 
 import dinokit
 from dinokit.weights import to_mmpretrain
-from tests.helpers import fake_hf_cache, max_diff
+from tests.helpers import HANG, fake_hf_cache, max_diff
 from tests.weights.references import hf_model, official_model
 
 
 def run_offline(code, hf_cache, torch_home):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hf_cache), "TORCH_HOME": str(torch_home)}
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=HANG)
 
 
 def test_load_by_every_kind_of_name_offline(tmp_path):
