@@ -9,7 +9,7 @@ from PIL import Image
 
 import dinokit
 from dinokit.runtime.export import export_model
-from tests.helpers import cli, perturb_, save_tiny_model
+from tests.helpers import HANG, cli, perturb_, save_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,8 @@ def test_killed_finetune_resumes_to_the_uninterrupted_result(colour_dataset, bac
             "--mode", "full", "--epochs", "3", "--json"]
     proc = subprocess.Popen([sys.executable, "-m", "dinokit", *map(str, args), "-o", str(tmp_path / "a")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (tmp_path / "a" / "checkpoint.pt").exists() and time.time() < deadline:
+    deadline = time.time() + HANG  # waits for progress, however slow the host; stops if the run ended
+    while not (tmp_path / "a" / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
