@@ -1,6 +1,5 @@
-"""Backbone + dense head, and where their weights come from: official names (backbone and head files from
-dl.fbaipublicfiles.com), transformers' DPT repositories/folders, official head files next to any backbone,
-and the segmentation heads `dinokit train-seg` saves."""
+"""Backbone + dense head as modules, built from what `dinokit.weights.dense_sources` resolves (official
+names and head files, transformers' DPT repositories/folders, the heads `dinokit train-seg` saves)."""
 from __future__ import annotations
 
 import json
@@ -16,24 +15,8 @@ from ..io import atomic_write, write_text_atomic
 from ..models.config import Dinov2Config
 from ..models.vit import DinoVisionTransformer
 from ..pretrained import Dinov2Model
-from ..weights.checkpoint import (
-    CONFIG_NAME,
-    HEAD_META_NAME,
-    HEAD_WEIGHTS_NAME,
-    PICKLE_NAME,
-    SAFETENSORS_NAME,
-    load_converted,
-    read_state_dict,
-)
-from ..weights.dense import official_dpt_head_to_dinokit, official_linear_head_to_dinokit, split_hf_dpt
-from ..weights.download import hub_file, url_file
-from ..weights.formats import to_dinokit
-from ..weights.names import (
-    DEPTH_DATASETS,
-    official_depth_head_url,
-    official_segmentation_head_url,
-    parse_dense_name,
-)
+from ..weights.checkpoint import HEAD_META_NAME, HEAD_WEIGHTS_NAME, load_converted
+from ..weights.dense_sources import resolve_depth, resolve_segmentation
 
 _FOUR_BLOCKS = {12: [2, 5, 8, 11], 24: [4, 11, 17, 23], 40: [9, 19, 29, 39]}  # the official depthers' blocks
 
@@ -122,57 +105,29 @@ def load_depth_model(source, *, backbone=None, max_depth: float | None = None, d
     `dinov2_vits14_dd` / `_ld`), a transformers DPT repo or folder (`facebook/dpt-dinov2-small-nyu`), or an
     official head file (`…_nyu_dpt_head.pth`) with `backbone=` any dinokit model name or path.
     max_depth: the clamp (official: 10 m for NYU, 80 m for KITTI; from the name where it says)."""
-    parsed = parse_dense_name(str(source))
-    if parsed and parsed["task"] == "depth":
-        backbone = backbone or f"dinov2_vit{parsed['size']}14"
-        head_file = url_file(official_depth_head_url(parsed["size"], parsed["dataset"], parsed["kind"]))
-        return _official_depth(head_file, _backbone(backbone, device), max_depth or DEPTH_DATASETS[parsed["dataset"]],
-                               str(source)).to(device).eval()
-    path = Path(source)
-    if path.is_file():
-        if backbone is None:
-            raise ValueError(f"{path} is a head file: say which backbone it goes with (backbone=…, --backbone)")
-        dataset = next((d for d in DEPTH_DATASETS if f"_{d}_" in path.name), None)
-        return _official_depth(path, _backbone(backbone, device), max_depth or DEPTH_DATASETS.get(dataset, 10.0),
-                               str(path)).to(device).eval()
-    config_file = path / CONFIG_NAME if path.is_dir() else hub_file(str(source), CONFIG_NAME)
-    return _hf_dpt(json.loads(Path(config_file).read_text()), path if path.is_dir() else str(source),
-                   max_depth, str(source)).to(device).eval()
+    found = resolve_depth(source, backbone=backbone, max_depth=max_depth)
+    if found.hf_config is not None:
+        return _hf_dpt(found).to(device).eval()
+    net = _backbone(found.backbone, device)
+    dim, depth = net.config.hidden_size, len(net.blocks)
+    if found.head == "dpt":
+        head = _load_head(DPTDepthHead(dim, max_depth=found.max_depth), found.head_state, found.source)
+        return DepthModel(net, head, depth_blocks(depth, 4)).to(device).eval()
+    layers = found.head_state["conv_depth.weight"].shape[1] // (2 * dim)
+    head = _load_head(LinearDepthHead(dim, layers=layers, max_depth=found.max_depth), found.head_state, found.source)
+    return DepthModel(net, head, depth_blocks(depth, layers)).to(device).eval()
 
 
-def _official_depth(head_file, backbone: DinoVisionTransformer, max_depth: float, source: str) -> DepthModel:
-    raw = read_state_dict(head_file)
-    state = raw.get("state_dict", raw)
-    dim, depth = backbone.config.hidden_size, len(backbone.blocks)
-    if any("conv_depth.head" in k for k in state):
-        head = DPTDepthHead(dim, max_depth=max_depth)
-        return DepthModel(backbone, _load_head(head, official_dpt_head_to_dinokit(raw), source), depth_blocks(depth, 4))
-    sd = official_linear_head_to_dinokit(raw)
-    layers = sd["conv_depth.weight"].shape[1] // (2 * dim)
-    head = LinearDepthHead(dim, layers=layers, max_depth=max_depth)
-    return DepthModel(backbone, _load_head(head, sd, source), depth_blocks(depth, layers))
-
-
-def _hf_dpt(config: dict, where, max_depth: float | None, source: str) -> DepthModel:
-    if config.get("model_type") != "dpt" or (config.get("backbone_config") or {}).get("model_type") not in (
-            "dinov2", "dinov2_with_registers"):
-        raise ValueError(f"{source}: not a transformers DPT model on a DINOv2 backbone (config.json model_type "
-                         f"{config.get('model_type')!r})")
-    from ..weights.checkpoint import find_weights_file
-
-    weights = find_weights_file(where) if isinstance(where, Path) else (
-        hub_file(where, SAFETENSORS_NAME, required=False) or hub_file(where, PICKLE_NAME))
-    backbone_sd, head_sd = split_hf_dpt(read_state_dict(weights))
+def _hf_dpt(found) -> DepthModel:
+    config = found.hf_config
     bcfg = Dinov2Config.from_dict(config["backbone_config"])
     bcfg = bcfg.replace(interpolate_mode=bcfg.interpolate_mode or "hf")  # transformers' own interpolation
     backbone = Dinov2Model(bcfg)
-    load_converted(backbone, to_dinokit(backbone_sd, "hf"), source=source)
-    dataset = next((d for d in DEPTH_DATASETS if d in source.lower()), None)
+    load_converted(backbone, found.backbone_state, source=found.source)
     head = DPTDepthHead(bcfg.hidden_size, config.get("neck_hidden_sizes"), config.get("fusion_hidden_size", 256),
                         tuple(config.get("reassemble_factors", (4, 2, 1, 0.5))), config.get("add_projection", False),
-                        bool(config.get("use_bias_in_fusion_residual")), min_depth=0.0,
-                        max_depth=max_depth or DEPTH_DATASETS.get(dataset, float("inf")))
-    load_converted(head, head_sd, source=source)
+                        bool(config.get("use_bias_in_fusion_residual")), min_depth=0.0, max_depth=found.max_depth)
+    load_converted(head, found.head_state, source=found.source)
     blocks = [bcfg.stage_names.index(s) - 1 for s in bcfg.out_features]
     return DepthModel(backbone, head, blocks, norm=bool(config["backbone_config"].get("apply_layernorm", True)),
                       pad=False)
@@ -181,28 +136,16 @@ def _hf_dpt(config: dict, where, max_depth: float | None, source: str) -> DepthM
 def load_segmentation_model(source, *, backbone=None, device="cpu") -> SegmentationModel:
     """source: a folder saved by `train-seg` (head.json + head.safetensors), an official name
     (`dinov2_vits14_ade20k_linear`, `dinov2_vitb14_voc2012_ms`), or an official head file with `backbone=`."""
-    parsed = parse_dense_name(str(source))
-    path = Path(source)
-    if path.is_dir() and (path / HEAD_META_NAME).is_file():
-        from safetensors.torch import load_file
-
-        meta = json.loads((path / HEAD_META_NAME).read_text())
-        net = _backbone(backbone or meta["backbone"], device)
+    found = resolve_segmentation(source, backbone=backbone)
+    net = _backbone(found.backbone, device)
+    if found.meta is not None:
+        meta = found.meta
         head = LinearSegmentationHead(meta["embed_dim"], len(meta["class_names"]), meta["layers"])
-        _load_head(head, load_file(str(path / HEAD_WEIGHTS_NAME)), str(path))
+        _load_head(head, found.head_state, found.source)
         return SegmentationModel(net, head, meta["blocks"], meta["class_names"], meta.get("image_size"),
-                                 str(backbone or meta["backbone"])).to(device).eval()
-    if parsed and parsed["task"] == "segmentation":
-        backbone = backbone or f"dinov2_vit{parsed['size']}14"
-        path = url_file(official_segmentation_head_url(parsed["size"], parsed["dataset"], parsed["kind"]))
-    elif not path.is_file():
-        raise ValueError(f"{source!r} is not a segmentation head folder, head file or official name "
-                         f"(e.g. dinov2_vits14_ade20k_linear, dinov2_vits14_voc2012_ms)")
-    if backbone is None:
-        raise ValueError(f"{path} is a head file: say which backbone it goes with (backbone=…, --backbone)")
-    net = _backbone(backbone, device)
-    sd = official_linear_head_to_dinokit(read_state_dict(path))
-    layers = sd["conv_seg.weight"].shape[1] // net.config.hidden_size
-    head = _load_head(LinearSegmentationHead(net.config.hidden_size, sd["conv_seg.weight"].shape[0], layers),
-                      {k: v for k, v in sd.items() if k.startswith(("bn.", "conv_seg."))}, str(path))
-    return SegmentationModel(net, head, last_blocks(len(net.blocks), layers), None, 512, str(backbone)).to(device).eval()
+                                 str(found.backbone)).to(device).eval()
+    weight = found.head_state["conv_seg.weight"]
+    layers = weight.shape[1] // net.config.hidden_size
+    head = _load_head(LinearSegmentationHead(net.config.hidden_size, weight.shape[0], layers), found.head_state,
+                      found.source)
+    return SegmentationModel(net, head, last_blocks(len(net.blocks), layers), None, 512, str(found.backbone)).to(device).eval()
