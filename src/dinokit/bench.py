@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data.processor import CONFIG_NAME as PROCESSOR_CONFIG_NAME
 from .models.config import preset_config
 from .pretrained import Dinov2Model
 from .runtime.cpu import fast_path
@@ -453,7 +454,7 @@ def main(argv=None) -> int:
     if args.embed_folder:
         with tempfile.TemporaryDirectory() as tmp:
             _random_model("s").save_pretrained(tmp)
-            Path(tmp, "preprocessor_config.json").write_text(json.dumps({
+            Path(tmp, PROCESSOR_CONFIG_NAME).write_text(json.dumps({
                 "image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 256},
                 "crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "do_resize": True,
                 "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
