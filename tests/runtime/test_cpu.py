@@ -7,6 +7,7 @@ import threading
 import pytest
 import torch
 
+import dinokit
 from dinokit import Dinov2Config, Dinov2Model
 from dinokit.runtime import fast_path, is_fast, plain
 from tests.helpers import max_diff, perturb_
@@ -149,7 +150,8 @@ def test_the_switches_keep_the_numbers():
 
 
 def test_jobs_run_the_fast_path(tiny_model_dir, photos):
-    """embed (through accelerate) and the evaluation's feature loop put the model on the fast path."""
+    """embed (through accelerate), the evaluation's feature loop, the PCA picture and fine-tuning's
+    validation put the model on the fast path."""
     from dinokit import accelerate
     from dinokit.data import official_eval_transform
     from dinokit.eval.features import extract
@@ -161,3 +163,14 @@ def test_jobs_run_the_fast_path(tiny_model_dir, photos):
     model = Dinov2Model.from_pretrained(tiny_model_dir)
     extract(model, [str(p) for p in photos[:2]], official_eval_transform(56), num_workers=0, progress=False)
     assert is_fast(model)
+    from PIL import Image
+
+    from dinokit.features.viz import patch_features
+    from dinokit.finetune import evaluate
+
+    model = Dinov2Model.from_pretrained(tiny_model_dir)
+    patch_features(model, [Image.open(photos[0]).convert("RGB")], size=56)
+    assert is_fast(model)
+    classifier = dinokit.Dinov2ForImageClassification(model.config.replace(num_labels=3))
+    evaluate(classifier, [], torch.zeros(0, dtype=torch.long), "cpu")  # fine-tuning's validation pass
+    assert is_fast(classifier)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ..data import IMAGENET_MEAN, IMAGENET_STD, list_images, load_image
 from ..heads.segmentation import LinearSegmentationHead
 from ..pretrained import Dinov2Model
+from ..runtime.cpu import fast_path
 from .models import SegmentationModel, last_blocks
 
 IGNORE = 255
@@ -72,7 +73,7 @@ def train_segmentation(images, masks, output, model="dinov2_vits14", *, layers: 
     torch.manual_seed(seed)  # the head's initialisation: the same run gives the same head
     image_size = image_size // 14 * 14
     found = pairs(images, masks)
-    backbone = Dinov2Model.from_pretrained(model, device=device)
+    backbone = fast_path(Dinov2Model.from_pretrained(model, device=device))
     blocks = last_blocks(len(backbone.blocks), layers)
     feats, targets = [], []
     with torch.inference_mode():  # the backbone is frozen: its features are computed once

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from ..data import Dinov2ImageProcessor, load_image
+from ..runtime.cpu import fast_path
 
 # a perceptually ordered dark-blue → yellow ramp (viridis' end points and midpoints)
 _RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
@@ -22,7 +23,7 @@ def colorize(values: np.ndarray) -> np.ndarray:
 
 def cls_attention_maps(model, image: Image.Image, size: int = 448) -> np.ndarray:
     """[heads, h, w]: attention of the CLS token to each patch in the last block."""
-    vit = model.dinov2 if hasattr(model, "dinov2") else model
+    vit = fast_path(model.dinov2 if hasattr(model, "dinov2") else model)
     pixels = Dinov2ImageProcessor(size=size, do_center_crop=False, size_divisor=vit.patch_size)(image).pixel_values
     with torch.inference_mode():
         attn = vit(pixels, output_attentions=True).attentions[-1][0]  # [heads, tokens, tokens]

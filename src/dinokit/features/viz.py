@@ -7,11 +7,13 @@ import torch
 from PIL import Image
 
 from ..data import Dinov2ImageProcessor, load_image
+from ..runtime.cpu import fast_path
 
 
 def patch_features(model, images: list[Image.Image], size: int = 448) -> list[tuple[torch.Tensor, tuple[int, int]]]:
     """Normalised patch tokens [h*w, D] and their grid for each image, at `size` px on the short side."""
     processor = Dinov2ImageProcessor(size=size, do_center_crop=False, size_divisor=model.patch_size)
+    fast_path(model)
     out = []
     with torch.inference_mode():
         for img in images:
