@@ -4,14 +4,11 @@ from __future__ import annotations
 import json
 import os
 
+from ..curate.balance import STRATEGIES
+from ..curate.dedup import KEEP
+from ..curate.retrieve import MODES
+from ..embeddings.index import INDEX_KINDS
 from ..errors import EXIT_OK
-
-STEP_OPTIONS = {  # the options each step takes, as the step function names them
-    "dedup": ("threshold", "k", "keep", "index"),
-    "decontaminate": ("protected", "threshold", "index"),
-    "retrieve": ("seeds", "mode", "n", "clusters", "per_cluster", "min_score", "index", "seed"),
-    "balance": ("target", "levels", "strategy", "iterations", "seed"),
-}
 
 
 def run(args) -> int:
@@ -28,7 +25,7 @@ def run(args) -> int:
             print(f"{report['output_count']} images → {report['paths']}; report: "
                   f"{os.path.join(os.path.dirname(report['paths']), 'report.md')}")
         return EXIT_OK
-    options = {k: v for k, v in vars(args).items() if k in STEP_OPTIONS[args.step] and v is not None}
+    options = {k: v for k, v in vars(args).items() if k in curate.step_settings(args.step) and v is not None}
     s = curate.run_step(args.step, args.embeddings, args.output, progress=not args.json, **options)
     if args.json:
         print(json.dumps(s, indent=2, default=str))
@@ -62,15 +59,15 @@ def register(sub) -> None:
         if name in ("dedup", "decontaminate"):
             q.add_argument("--threshold", type=float, help="cosine similarity of a near-duplicate (default 0.95)")
         if name != "balance":
-            q.add_argument("--index", choices=["auto", "flat", "ivf"], help="FAISS index (auto: exact below 100k)")
+            q.add_argument("--index", choices=INDEX_KINDS, help="FAISS index (auto: exact below 10⁴ vectors or 10¹⁰ pairs)")
     cu.choices["dedup"].add_argument("--k", type=int, help="neighbours per image in the duplicate graph (64)")
-    cu.choices["dedup"].add_argument("--keep", choices=["largest", "centroid", "first"],
+    cu.choices["dedup"].add_argument("--keep", choices=KEEP,
                                      help="which image of a group stays: the most pixels (default), the one nearest "
                                           "the group's mean, or the first path")
     cu.choices["decontaminate"].add_argument("--protected", nargs="+", required=True, help="embeddings of protected sets")
     r = cu.choices["retrieve"]
     r.add_argument("--seeds", required=True, help="embeddings of the curated seed images")
-    r.add_argument("--mode", choices=["sample", "cluster"])
+    r.add_argument("--mode", choices=MODES)
     r.add_argument("--n", type=int, help="sample mode: neighbours per seed (4)")
     r.add_argument("--clusters", type=int, help="cluster mode: k-means clusters (default √N)")
     r.add_argument("--per-cluster", type=int, help="cluster mode: images kept per cluster with seeds (100)")
@@ -79,6 +76,6 @@ def register(sub) -> None:
     b = cu.choices["balance"]
     b.add_argument("--target", type=int, required=True, help="how many images to keep")
     b.add_argument("--levels", type=int, nargs="+", help="clusters per level, fine to coarse (default √N, ÷10, ÷10)")
-    b.add_argument("--strategy", choices=["random", "closest"], help="which images inside a cluster (random)")
+    b.add_argument("--strategy", choices=STRATEGIES, help="which images inside a cluster (random)")
     b.add_argument("--iterations", type=int)
     b.add_argument("--seed", type=int)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import EXIT_FATAL, EXIT_OK
+from ..runtime.export import FORMATS
 from .options import add_interpolate_mode
 
 
@@ -19,7 +20,7 @@ def run(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("export", help="ONNX, TorchScript or torch.export program, verified against PyTorch")
     p.add_argument("model")
-    p.add_argument("--format", required=True, choices=["onnx", "torchscript", "exported-program"])
+    p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--image-size", type=int, default=224, help="square input size (batch stays dynamic)")
     add_interpolate_mode(p)

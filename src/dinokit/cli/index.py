@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from ..embeddings.index import INDEX_KINDS
 from ..errors import EXIT_OK
 
 
@@ -18,6 +19,6 @@ def register(sub) -> None:
     p = sub.add_parser("index", help="build a FAISS index (cosine) from embeddings")
     p.add_argument("embeddings")
     p.add_argument("-o", "--output", required=True, help="index folder")
-    p.add_argument("--kind", default="auto", choices=["auto", "flat", "ivf"], help="auto: exact below 100k vectors")
+    p.add_argument("--kind", default="auto", choices=INDEX_KINDS, help="auto: exact below 100k vectors")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)

@@ -5,11 +5,11 @@ from .balance import auto_levels, balance, balanced_sample, entropy, hierarchica
 from .decontaminate import decontaminate
 from .dedup import dedup
 from .kmeans import kmeans
-from .pipeline import load_pipeline, read_pool_arguments, run_pipeline, run_step
+from .pipeline import load_pipeline, read_pool_arguments, run_pipeline, run_step, step_settings
 from .pool import Pool, read_pool, write_pool
 from .result import StepResult
 from .retrieve import retrieve
 
 __all__ = ["Pool", "read_pool", "write_pool", "StepResult", "dedup", "decontaminate", "retrieve", "balance",
            "hierarchical_kmeans", "balanced_sample", "auto_levels", "entropy", "knn", "kmeans", "load_pipeline",
-           "read_pool_arguments", "run_pipeline", "run_step"]
+           "read_pool_arguments", "run_pipeline", "run_step", "step_settings"]

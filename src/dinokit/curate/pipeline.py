@@ -34,6 +34,11 @@ STEPS = {"dedup": dedup, "decontaminate": decontaminate, "retrieve": retrieve, "
 POOL_ARGS = {"decontaminate": ("protected",), "retrieve": ("seeds",)}  # arguments that name embeddings
 
 
+def step_settings(step: str) -> set[str]:
+    """The settings a step takes: its function's keywords, less the pool and the progress switch."""
+    return set(inspect.signature(STEPS[step]).parameters) - {"pool", "progress"}
+
+
 def load_pipeline(path) -> dict:
     """A curation pipeline's YAML, checked before any step runs: known steps, each with settings its
     function takes, and paths resolved against the file's folder."""
@@ -48,7 +53,7 @@ def load_pipeline(path) -> dict:
             raise ValueError(f"{path}: step {i + 1} must be one of {sorted(STEPS)} with its settings, got {step!r}")
         name, args = next(iter(step.items()))
         args = dict(args or {})
-        allowed = set(inspect.signature(STEPS[name]).parameters) - {"pool", "progress"}
+        allowed = step_settings(name)
         if set(args) - allowed:
             raise ValueError(f"{path}: step {i + 1} ({name}) has no setting {', '.join(sorted(set(args) - allowed))}; "
                              f"it takes {', '.join(sorted(allowed))}")

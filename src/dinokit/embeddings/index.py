@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from ..io import atomic_write
 from .store import read_embeddings
 
+INDEX_KINDS = ("auto", "flat", "ivf")
 EXACT_LIMIT = 100_000  # below this many vectors an exact (flat) index is fast enough and loses nothing
 
 
@@ -46,7 +47,7 @@ def build_faiss_index(vectors: np.ndarray, kind: str = "auto", nlist: int | None
         index.train(sample)
         index.nprobe = min(nprobe, nlist)
     else:
-        raise ValueError(f"index kind must be auto, flat or ivf, got {kind!r}")
+        raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {kind!r}")
     index.add(vectors)
     return index
 
