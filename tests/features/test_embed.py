@@ -156,3 +156,9 @@ def test_default_cpu_batch_gives_every_thread_four_images():
     finally:
         torch.set_num_threads(threads)
     assert default_batch_size(torch.device("cuda")) == 64
+
+
+def test_embed_refuses_an_unknown_option_by_name(tmp_path, tiny_model_dir):
+    with pytest.raises(TypeError, match="poolng"):
+        dinokit.embed(tmp_path, tmp_path / "out", tiny_model_dir, poolng="cls")
+    assert not (tmp_path / "out").exists()

@@ -113,29 +113,11 @@ class EmbedOptions:
                 "dinokit.numerics": "exact" if exact else f"{self.dtype}+{self.backend}"}
 
 
-def embed(
-    inputs,
-    output: str | os.PathLike,
-    model: str = "dinov2_vits14",
-    *,
-    pooling: str = "cls",
-    normalize: bool = False,
-    image_size: int | None = None,
-    batch_size: int | None = None,
-    device: str | None = None,
-    dtype: str = "float32",
-    num_workers: int | None = None,
-    keep_patches: bool = False,
-    shard_size: int | None = None,
-    interpolate_mode: str | None = None,
-    backend: str = "eager",
-    progress: bool = True,
-) -> EmbedSummary:
+def embed(inputs, output: str | os.PathLike, model: str = "dinov2_vits14", *, progress: bool = True,
+          **options) -> EmbedSummary:
     """Embed every image under `inputs` (folders, text files of paths, image files) into `output`; the
-    keywords are `EmbedOptions`' fields."""
-    options = EmbedOptions(model, pooling, normalize, image_size, batch_size, device, dtype, num_workers,
-                           keep_patches, shard_size, interpolate_mode, backend)
-    return embed_with(inputs, output, options, progress=progress)
+    keywords are `EmbedOptions`' fields (one that is not is a TypeError)."""
+    return embed_with(inputs, output, EmbedOptions(model=model, **options), progress=progress)
 
 
 def embed_with(inputs, output: str | os.PathLike, options: EmbedOptions, *, progress: bool = True) -> EmbedSummary:
