@@ -50,3 +50,50 @@ def test_errors_name_the_culprit_with_their_exit_status(tmp_path, tiny_model_dir
     run = cli(*args)
     assert run.returncode == status and says in run.stderr, (run.returncode, run.stderr[-2000:])
     assert "Traceback" not in run.stderr
+
+
+def mistakes(folder, model_dir):
+    """Files a user gets wrong, each with what the one-line message must name."""
+    import os
+    import pickle
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (folder / "cut.safetensors").write_bytes((model_dir / "model.safetensors").read_bytes()[:500])
+
+    class RunsCode:
+        def __reduce__(self):
+            return os.system, (f"touch {folder / 'ran'}",)
+
+    (folder / "code.pth").write_bytes(pickle.dumps({"model": RunsCode()}))
+    pq.write_table(pa.table({"path": ["a.jpg"], "embedding": [[1.0, 2.0]]}), folder / "e.parquet")
+    (folder / "syntax.yaml").write_text("pool: e.parquet\nsteps:\n  - dedup: {threshold: 0.9\n")
+    (folder / "typo.yaml").write_text("pool: e.parquet\nsteps:\n  - dedup: {treshold: 0.9}\n")
+    return [
+        (["info", "cut.safetensors"], 1, "cut.safetensors: not a readable .safetensors file"),
+        (["info", "code.pth"], 1, "never runs code from a checkpoint"),
+        (["curate", "pipeline", "syntax.yaml"], 1, "syntax.yaml: not valid YAML at line 4"),
+        (["curate", "pipeline", "typo.yaml"], 1, "has no setting treshold"),
+        (["viz", "attention", "missing.jpg", "-o", "x.png", "--model", str(model_dir)], 1, "missing.jpg: file not found"),
+        (["viz", "pca", "missing.jpg", "-o", "x.png", "--model", str(model_dir)], 1, "missing.jpg: file not found"),
+        (["search", "q.jpg", "--index", "nowhere"], 1, "nowhere is not a dinokit index"),
+        (["search", "q.jpg", "--index", "nowhere", "-k", "0"], 2, "argument -k: must be at least 1, got 0"),
+        (["curate", "balance", "e.parquet", "-o", "b.parquet", "--target", "-5"], 2, "--target: must be at least 1"),
+        (["curate", "dedup", "e.parquet", "-o", "d.parquet", "--k", "0"], 2, "--k: must be at least 1"),
+    ]
+
+
+def test_user_mistakes_are_one_line_with_the_culprit_and_debug_shows_where(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    from dinokit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for args, status, says in mistakes(tmp_path, tiny_model_dir):
+        assert main(args) == status, args
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err, (args, err)
+        if status == 1:
+            assert len(err.strip().splitlines()) == 1 and "--debug" in err, (args, err)
+    assert not (tmp_path / "ran").exists(), "a checkpoint ran code"
+    with pytest.raises(Exception, match="not a readable .safetensors file"):  # --debug: the error itself
+        main(["--debug", "info", "cut.safetensors"])

@@ -38,6 +38,8 @@ __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FATAL", "EXIT_USAGE", "EXIT_
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dinokit", description="DINOv2 models, features and tools")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(sub)
@@ -45,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     if argv[:1] == ["bench"]:  # its own parser: `dinokit bench --help`
         from ..bench import main as bench_main
 
@@ -64,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except Exception as e:
         status = exit_status(e)
-        if status is None:
+        if status is None or debug:
             raise
-        print(f"dinokit {args.command}: {'stopped' if isinstance(e, TrainingDiverged) else 'error'}: {e}", file=sys.stderr)
+        print(f"dinokit {args.command}: {'stopped' if isinstance(e, TrainingDiverged) else 'error'}: "
+              f"{_one_line(e)} (--debug shows where)", file=sys.stderr)
         return status
+
+
+def _one_line(error: BaseException) -> str:
+    """The message of an error on one line (a path with a newline stays readable)."""
+    text = str(error) or type(error).__name__
+    return " ".join(text.split("\n")) if "\n" in text else text

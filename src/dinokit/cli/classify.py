@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from ..errors import EXIT_OK
-from .options import add_interpolate_mode
+from .options import add_interpolate_mode, positive_int
 
 
 def run(args) -> int:
@@ -27,7 +27,7 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+")
     p.add_argument("--model", default="dinov2_vits14_lc")
     p.add_argument("--layers", type=int, choices=[1, 4], help="official linear head over 1 or 4 blocks (default 4)")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5)
     add_interpolate_mode(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)

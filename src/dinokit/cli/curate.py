@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from ..curate.balance import STRATEGIES
 from ..curate.dedup import KEEP
 from ..curate.retrieve import MODES
 from ..embeddings.index import INDEX_KINDS
 from ..errors import EXIT_OK
+from .options import positive_int
 
 
 def run(args) -> int:
@@ -16,6 +18,7 @@ def run(args) -> int:
 
     if args.step == "pipeline":
         report = curate.run_pipeline(curate.load_pipeline(args.config), args.output, progress=not args.json)
+        _print_unusable(report, args.json)
         if args.json:
             print(json.dumps({k: v for k, v in report.items() if k != "duplicate_groups"}, indent=2, default=str))
         else:
@@ -27,6 +30,7 @@ def run(args) -> int:
         return EXIT_OK
     options = {k: v for k, v in vars(args).items() if k in curate.step_settings(args.step) and v is not None}
     s = curate.run_step(args.step, args.embeddings, args.output, progress=not args.json, **options)
+    _print_unusable(s, args.json)
     if args.json:
         print(json.dumps(s, indent=2, default=str))
     else:
@@ -36,6 +40,12 @@ def run(args) -> int:
             if key in s:
                 print(f"  {key}: {s[key]}")
     return EXIT_OK
+
+
+def _print_unusable(summary: dict, as_json: bool) -> None:
+    if summary.get("unusable_embeddings") and not as_json:
+        print(f"left out {summary['unusable_embeddings']} images whose embedding is NaN, infinite or all zeros "
+              f"(e.g. {summary['unusable_examples'][0]})", file=sys.stderr)
 
 
 def register(sub) -> None:
@@ -60,7 +70,7 @@ def register(sub) -> None:
             q.add_argument("--threshold", type=float, help="cosine similarity of a near-duplicate (default 0.95)")
         if name != "balance":
             q.add_argument("--index", choices=INDEX_KINDS, help="FAISS index (auto: exact below 10⁴ vectors or 10¹⁰ pairs)")
-    cu.choices["dedup"].add_argument("--k", type=int, help="neighbours per image in the duplicate graph (64)")
+    cu.choices["dedup"].add_argument("--k", type=positive_int, help="neighbours per image in the duplicate graph (64)")
     cu.choices["dedup"].add_argument("--keep", choices=KEEP,
                                      help="which image of a group stays: the most pixels (default), the one nearest "
                                           "the group's mean, or the first path")
@@ -68,14 +78,14 @@ def register(sub) -> None:
     r = cu.choices["retrieve"]
     r.add_argument("--seeds", required=True, help="embeddings of the curated seed images")
     r.add_argument("--mode", choices=MODES)
-    r.add_argument("--n", type=int, help="sample mode: neighbours per seed (4)")
-    r.add_argument("--clusters", type=int, help="cluster mode: k-means clusters (default √N)")
-    r.add_argument("--per-cluster", type=int, help="cluster mode: images kept per cluster with seeds (100)")
+    r.add_argument("--n", type=positive_int, help="sample mode: neighbours per seed (4)")
+    r.add_argument("--clusters", type=positive_int, help="cluster mode: k-means clusters (default √N)")
+    r.add_argument("--per-cluster", type=positive_int, help="cluster mode: images kept per cluster with seeds (100)")
     r.add_argument("--min-score", type=float, help="sample mode: least cosine similarity to the seed")
     r.add_argument("--seed", type=int)
     b = cu.choices["balance"]
-    b.add_argument("--target", type=int, required=True, help="how many images to keep")
-    b.add_argument("--levels", type=int, nargs="+", help="clusters per level, fine to coarse (default √N, ÷10, ÷10)")
+    b.add_argument("--target", type=positive_int, required=True, help="how many images to keep")
+    b.add_argument("--levels", type=positive_int, nargs="+", help="clusters per level, fine to coarse (default √N, ÷10, ÷10)")
     b.add_argument("--strategy", choices=STRATEGIES, help="which images inside a cluster (random)")
-    b.add_argument("--iterations", type=int)
+    b.add_argument("--iterations", type=positive_int)
     b.add_argument("--seed", type=int)

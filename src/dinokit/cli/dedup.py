@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from ..errors import EXIT_OK
 
@@ -9,9 +10,13 @@ from ..errors import EXIT_OK
 def run(args) -> int:
     from ..features import dedup
 
-    groups = dedup(args.embeddings, threshold=args.threshold)
+    unusable: list[str] = []
+    groups = dedup(args.embeddings, threshold=args.threshold, unusable=unusable)
+    if unusable:
+        print(f"left out {len(unusable)} images whose embedding is NaN, infinite or all zeros (e.g. {unusable[0]})",
+              file=sys.stderr)
     if args.json:
-        print(json.dumps({"threshold": args.threshold, "groups": groups}, indent=2))
+        print(json.dumps({"threshold": args.threshold, "groups": groups, "unusable": unusable}, indent=2))
     else:
         for i, g in enumerate(groups, 1):
             print(f"group {i} ({len(g)} images):")

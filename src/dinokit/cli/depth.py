@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import EXIT_OK
+from .options import non_negative_int
 
 
 def run(args) -> int:
@@ -23,6 +24,6 @@ def register(sub) -> None:
                         "folder, or an official head file with --backbone")
     p.add_argument("--backbone", help="the backbone of a head file (name or path)")
     p.add_argument("--raw", choices=["png16", "npy"], default="png16")
-    p.add_argument("--short-side", type=int, default=448, help="resize the shorter side first (0: keep the size)")
+    p.add_argument("--short-side", type=non_negative_int, default=448, help="resize the shorter side first (0: keep the size)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import EXIT_OK, EXIT_PARTIAL
 from ..features.pooling import POOLINGS
-from .options import add_interpolate_mode, is_main_process
+from .options import add_interpolate_mode, is_main_process, non_negative_int, positive_int
 
 
 def run(args) -> int:
@@ -13,21 +13,28 @@ def run(args) -> int:
     s = embed(args.inputs, args.output, args.model, pooling=args.pooling, normalize=args.normalize,
               image_size=args.image_size, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
               num_workers=args.num_workers, keep_patches=args.keep_patches, shard_size=args.shard_size,
-              interpolate_mode=args.interpolate_mode, backend=args.backend, progress=not args.json)
+              interpolate_mode=args.interpolate_mode, backend=args.backend, retry_failed=args.retry_failed,
+              progress=not args.json)
+    status = EXIT_PARTIAL if s.failed or s.failed_before else EXIT_OK  # 3 while any image remains failed
     if not is_main_process():
-        return EXIT_PARTIAL if s.failed else EXIT_OK
+        return status
     if args.json:
         print(summary_json(s))
-    elif s.done == 0 and s.failed == 0:
-        print(f"nothing to do: all {s.total} images of {args.inputs} are already in {s.output}")
+        return status
+    if s.done == 0 and s.failed == 0:
+        usable = s.total - s.failed_before
+        print(f"nothing to do: all {usable} images of {' '.join(args.inputs)} are already in {s.output}" if not s.failed_before
+              else f"nothing to do: the {usable} usable images of {' '.join(args.inputs)} are already in {s.output}")
     else:
         print(f"embedded {s.done} images in {s.seconds:.1f}s ({s.images_per_second:.1f} img/s); "
               f"skipped {s.skipped} already done; failed {s.failed} → {s.output}")
         for path, reason in s.failures[:20]:
-            print(f"  failed: {path}: {reason}")
-        if s.failed:
-            print(f"  the list of failed images: {s.output}.failures.tsv")
-    return EXIT_PARTIAL if s.failed else EXIT_OK
+            print(f"  failed: {path!r}: {reason}" if "\n" in path or "\t" in path else f"  failed: {path}: {reason}")
+    if s.failed_before:
+        print(f"  {s.failed_before} images failed in an earlier run and were not retried; --retry-failed tries them again")
+    if s.failed or s.failed_before:
+        print(f"  the list of failed images: {s.output}.failures.tsv")
+    return status
 
 
 def register(sub) -> None:
@@ -37,16 +44,18 @@ def register(sub) -> None:
     p.add_argument("--model", default="dinov2_vits14", help="name, Hugging Face id, folder or checkpoint file")
     p.add_argument("--pooling", default="cls", choices=POOLINGS)
     p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
-    p.add_argument("--image-size", type=int, help="crop size (the short side is resized to 256/224 of it)")
-    p.add_argument("--batch-size", type=int, help="default: 8 on CPU, 64 on GPU")
+    p.add_argument("--image-size", type=positive_int, help="crop size (the short side is resized to 256/224 of it)")
+    p.add_argument("--batch-size", type=positive_int, help="default: 8 on CPU, 64 on GPU")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16 (GPU)")
-    p.add_argument("--num-workers", type=int, help="image decoding processes (default: min(4, cores))")
+    p.add_argument("--num-workers", type=non_negative_int, help="image decoding processes (default: min(4, cores))")
     p.add_argument("--keep-patches", action="store_true", help="also store the patch tokens (float16)")
-    p.add_argument("--shard-size", type=int, help="images per shard (default 4096; 128 with --keep-patches)")
+    p.add_argument("--shard-size", type=positive_int, help="images per shard (default 4096; 128 with --keep-patches)")
     add_interpolate_mode(p)
     p.add_argument("--backend", default="eager",
                    help="eager (default, exact); opt-in: compile, onnxruntime (exact), onnxruntime-int8 and int8 "
                         "(CPU, not exact), cuda-graphs (GPU): see docs/performance.md")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="try again the images an earlier run could not use (e.g. after fixing them)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
     p.set_defaults(func=run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from ..errors import EXIT_OK
-from .options import add_interpolate_mode
+from .options import add_interpolate_mode, non_negative_int, positive_int
 
 
 def run(args) -> int:
@@ -60,8 +60,8 @@ def register(sub) -> None:
         q.add_argument("--train", required=True, help="ImageFolder (ROOT/<class>/<image>) or embeddings Parquet")
         q.add_argument("--val", required=True)
         q.add_argument("--model", default="dinov2_vits14")
-        q.add_argument("--image-size", type=int, default=224, help="crop size of the evaluation transform")
-        q.add_argument("--num-workers", type=int, default=2)
+        q.add_argument("--image-size", type=positive_int, default=224, help="crop size of the evaluation transform")
+        q.add_argument("--num-workers", type=non_negative_int, default=2)
         q.add_argument("--device", default="cpu")
         q.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="where features are cached")
         q.add_argument("--no-cache", action="store_true")
@@ -69,13 +69,13 @@ def register(sub) -> None:
         q.add_argument("--json", action="store_true")
         q.set_defaults(func=run)
     knn = ev.choices["knn"]
-    knn.add_argument("--ks", type=int, nargs="+", default=[10, 20, 100, 200])
+    knn.add_argument("--ks", type=positive_int, nargs="+", default=[10, 20, 100, 200])
     knn.add_argument("--temperature", type=float, default=0.07)
     knn.add_argument("--train-labels", help="CSV path,label for Parquet input without a label column")
     knn.add_argument("--val-labels")
     lin = ev.choices["linear"]
-    lin.add_argument("--augment", type=int, default=0, help="cache K augmented views per training image")
-    lin.add_argument("--epochs", type=int, default=100)
-    lin.add_argument("--batch-size", type=int, default=256)
+    lin.add_argument("--augment", type=non_negative_int, default=0, help="cache K augmented views per training image")
+    lin.add_argument("--epochs", type=positive_int, default=100)
+    lin.add_argument("--batch-size", type=positive_int, default=256)
     lin.add_argument("--logreg", action="store_true", help="also logistic regression with a sweep of C")
     lin.add_argument("--seed", type=int, default=0)

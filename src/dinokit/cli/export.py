@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import EXIT_FATAL, EXIT_OK
 from ..runtime.export import FORMATS
-from .options import add_interpolate_mode
+from .options import add_interpolate_mode, positive_int
 
 
 def run(args) -> int:
@@ -22,6 +22,6 @@ def register(sub) -> None:
     p.add_argument("model")
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--image-size", type=int, default=224, help="square input size (batch stays dynamic)")
+    p.add_argument("--image-size", type=positive_int, default=224, help="square input size (batch stays dynamic)")
     add_interpolate_mode(p)
     p.set_defaults(func=run)

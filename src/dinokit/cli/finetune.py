@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from ..errors import EXIT_OK
+from .options import non_negative_int, positive_int
 
 
 def run(args) -> int:
@@ -18,6 +19,9 @@ def run(args) -> int:
         print(json.dumps(result, indent=2))
     else:
         acc = result.get("val_accuracy")
+        if result["epochs_run"] == 0:
+            print(f"nothing new to train: {args.output} holds these settings trained for {args.epochs} epochs "
+                  "(more --epochs continue it)")
         print(f"trained on {result['train_images']} images of {len(result['classes'])} classes in {result['seconds']}s"
               + (f"; validation accuracy {acc:.3f} (chance {result['chance']:.3f})" if acc is not None else "")
               + f" → {args.output}")
@@ -31,14 +35,14 @@ def register(sub) -> None:
     p.add_argument("--model", default="dinov2_vits14")
     p.add_argument("-o", "--output", required=True, help="folder: the classifier, its checkpoint (for resuming)")
     p.add_argument("--mode", default="linear", choices=["linear", "full"])
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=float, help="default 1e-3 (linear) or 5e-5 (full) × batch/32")
     p.add_argument("--layer-decay", type=float, default=0.75, help="layer-wise lr decay (full mode)")
-    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--image-size", type=positive_int, default=224)
     p.add_argument("--min-crop-scale", type=float, default=0.08, help="RandomResizedCrop's smallest area fraction")
     p.add_argument("--no-flip", action="store_true", help="no horizontal flips (text, digits)")
-    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--num-workers", type=non_negative_int, default=2)
     p.add_argument("--device")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")

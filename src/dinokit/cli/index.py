@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from ..embeddings.index import INDEX_KINDS
 from ..errors import EXIT_OK
@@ -11,6 +12,9 @@ def run(args) -> int:
     from ..features import build_index
 
     meta = build_index(args.embeddings, args.output, kind=args.kind)
+    if meta["unusable"]:
+        print(f"left out {meta['unusable']} embeddings that are NaN, infinite or all zeros "
+              f"(e.g. {meta['unusable_examples'][0]})", file=sys.stderr)
     print(json.dumps(meta, indent=2) if args.json else f"indexed {meta['count']} embeddings ({meta['kind']}) → {args.output}")
     return EXIT_OK
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import EXIT_OK
+from .options import non_negative_int, positive_int
 
 
 def run(args) -> int:
@@ -20,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("image_b")
     p.add_argument("-o", "--output", required=True, help="output picture (PNG)")
     p.add_argument("--model", default="dinov2_vits14")
-    p.add_argument("--max-matches", type=int, default=100)
-    p.add_argument("--short-side", type=int, default=448)
+    p.add_argument("--max-matches", type=positive_int, default=100)
+    p.add_argument("--short-side", type=non_negative_int, default=448)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)

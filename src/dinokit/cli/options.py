@@ -1,9 +1,28 @@
 """Arguments several commands share, with their choices taken from the library's own constants."""
 from __future__ import annotations
 
+import argparse
 import os
 
 from ..models.pos_embed import INTERPOLATE_MODES
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _int_at_least(1)  # counts and sizes: -k, --batch-size, --shard-size, --target ...
+non_negative_int = _int_at_least(0)  # --num-workers, --augment, --short-side (0: off)
 
 
 def add_interpolate_mode(parser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from ..errors import EXIT_OK
+from .options import positive_int
 
 
 def run(args) -> int:
@@ -27,7 +28,7 @@ def register(sub) -> None:
     p = sub.add_parser("search", help="nearest images of a query image (or a text file of query images)")
     p.add_argument("query", nargs="+")
     p.add_argument("--index", required=True)
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=positive_int, default=10)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)

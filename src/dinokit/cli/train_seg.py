@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from ..errors import EXIT_OK
+from .options import positive_int
 
 
 def run(args) -> int:
@@ -31,11 +32,11 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="head folder (load it with `segment --head`)")
     p.add_argument("--model", default="dinov2_vits14")
     p.add_argument("--layers", type=int, choices=[1, 4], default=1, help="last block, or last four blocks")
-    p.add_argument("--image-size", type=int, default=448)
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--image-size", type=positive_int, default=448)
+    p.add_argument("--epochs", type=positive_int, default=40)
     p.add_argument("--lr", type=float, default=1e-2, help="peak of the one-cycle schedule (AdamW)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of pairs held out for the mIoU")
-    p.add_argument("--num-classes", type=int)
+    p.add_argument("--num-classes", type=positive_int)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import EXIT_OK
-from .options import add_interpolate_mode
+from .options import add_interpolate_mode, positive_int
 
 
 def run_pca(args) -> int:
@@ -34,7 +34,7 @@ def register(sub) -> None:
     q.add_argument("images", nargs="+")
     q.add_argument("-o", "--output", required=True)
     q.add_argument("--model", default="dinov2_vits14")
-    q.add_argument("--image-size", type=int, default=448)
+    q.add_argument("--image-size", type=positive_int, default=448)
     q.add_argument("--threshold", type=float, default=0.0, help="on the first component, for the foreground")
     q.add_argument("--keep-background", action="store_true")
     add_interpolate_mode(q)
@@ -43,6 +43,6 @@ def register(sub) -> None:
     q.add_argument("image")
     q.add_argument("-o", "--output", required=True)
     q.add_argument("--model", default="dinov2_vits14")
-    q.add_argument("--image-size", type=int, default=448)
+    q.add_argument("--image-size", type=positive_int, default=448)
     add_interpolate_mode(q)
     q.set_defaults(func=run_attention)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from ..io import read_yaml
+
 PRESETS = ("vitl16_short", "vitl14", "vitg14", "distill_vits14", "distill_vitb14", "distill_vitl14", "smoke")
 ARCHS = {"vit_small": (384, 12, 6), "vit_base": (768, 12, 12), "vit_large": (1024, 24, 16),
          "vit_giant2": (1536, 40, 24)}  # (embed_dim, depth, heads)
@@ -64,7 +66,7 @@ def load_config(config: str | Path | None = None, overrides: list[str] = ()) -> 
     cfg = _preset("default")
     if config:
         if Path(config).is_file():
-            top = yaml.safe_load(Path(config).read_text()) or {}
+            top = read_yaml(config) or {}
         elif str(config) in PRESETS:
             top = _preset(str(config))
         else:

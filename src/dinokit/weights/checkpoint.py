@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import os
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..errors import DinokitError, InputFileError
 from ..models.config import Dinov2Config
 from .formats import to_dinokit, unwrap_checkpoint
 
@@ -17,7 +20,11 @@ HEAD_WEIGHTS_NAME = "head.safetensors"  # a head `dinokit train-seg` saves, besi
 HEAD_META_NAME = "head.json"
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointFileError(InputFileError):
+    """A checkpoint file that cannot be read: truncated, not a checkpoint, or a pickle that holds code."""
+
+
+class CheckpointMismatchError(DinokitError, ValueError):
     """A state dict does not fit the model: names every missing, unexpected and wrongly shaped key."""
 
     def __init__(self, missing, unexpected, wrong_shape, source=""):
@@ -39,13 +46,42 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointFileError(path, f"not a readable .safetensors file ({_first_line(e)})") from e
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path} is not a loadable checkpoint (weights_only=True refuses code objects): {e}") from e
+        with warnings.catch_warnings():  # a plain pickle's protocol note: the error below says what matters
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = next((line.strip() for line in str(e).splitlines() if "global" in line.lower()), _first_line(e))
+        raise CheckpointFileError(path, "the pickle holds more than tensors and plain containers, and dinokit never "
+                                        f"runs code from a checkpoint (refused: {refused})") from e
+    except Exception as e:  # truncated zip, not a pickle at all, ...
+        raise CheckpointFileError(path, f"not a loadable checkpoint ({type(e).__name__}: {_first_line(e)})") from e
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A hash of every tensor of a model's state (names, dtypes, shapes, values): two models give the same
+    numbers only if their fingerprints agree, whatever file or name they came from."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\n".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:32]
 
 
 def find_weights_file(folder: Path) -> Path:

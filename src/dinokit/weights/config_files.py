@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from ..io import write_text_atomic
+from ..io import read_json, write_text_atomic
 from .checkpoint import CONFIG_NAME
 
 
@@ -17,7 +17,7 @@ def write_config(config, path: str | os.PathLike, architectures: list[str] | Non
 
 
 def read_config(cls, path: str | os.PathLike):
-    return cls.from_dict(json.loads(Path(path).read_text()))
+    return cls.from_dict(read_json(path))
 
 
 def save_config(config, directory: str | os.PathLike) -> Path:

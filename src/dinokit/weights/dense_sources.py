@@ -7,12 +7,12 @@ Segmentation: a folder `dinokit train-seg` saved, an official name (`dinov2_vits
 `…_voc2012_ms`), or an official head file with any backbone."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..io import read_json
 from .checkpoint import (
     CONFIG_NAME,
     HEAD_META_NAME,
@@ -60,7 +60,7 @@ def resolve_depth(source, *, backbone=None, max_depth: float | None = None) -> D
         dataset = next((d for d in DEPTH_DATASETS if f"_{d}_" in path.name), None)
         return _official_depth(path, backbone, max_depth or DEPTH_DATASETS.get(dataset, 10.0), str(path))
     config_file = path / CONFIG_NAME if path.is_dir() else hub_file(str(source), CONFIG_NAME)
-    config = json.loads(Path(config_file).read_text())
+    config = read_json(config_file)
     if config.get("model_type") != "dpt" or (config.get("backbone_config") or {}).get("model_type") not in (
             "dinov2", "dinov2_with_registers"):
         raise ValueError(f"{source}: not a transformers DPT model on a DINOv2 backbone (config.json model_type "
@@ -85,7 +85,7 @@ def resolve_segmentation(source, *, backbone=None) -> SegmentationSource:
     if path.is_dir() and (path / HEAD_META_NAME).is_file():
         from safetensors.torch import load_file
 
-        meta = json.loads((path / HEAD_META_NAME).read_text())
+        meta = read_json(path / HEAD_META_NAME)
         return SegmentationSource(load_file(str(path / HEAD_WEIGHTS_NAME)), backbone or meta["backbone"], str(path), meta)
     parsed = parse_dense_name(str(source))
     if parsed and parsed["task"] == "segmentation":
