@@ -127,5 +127,5 @@ def broken_files(tmp_path):
     (tmp_path / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
     return {
         "truncated.jpg": "truncated", "empty.png": "empty", "notes.jpg": "not an image",
-        "garbage.png": "", "missing.jpg": "cannot read",
+        "garbage.png": "", "missing.jpg": "file not found",
     }

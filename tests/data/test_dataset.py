@@ -42,4 +42,4 @@ def test_dataloader_with_workers_collects_failures(tmp_path, photos):
         paths += batch.paths
         failures += batch.failures
     assert len(paths) == 4 and len(failures) == len(bad) + 1
-    assert any("does-not-exist.jpg" in p and "cannot read" in r for p, r in failures)
+    assert any("does-not-exist.jpg" in p and "file not found" in r for p, r in failures)

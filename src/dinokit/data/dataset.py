@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import Dataset
 
-from .images import ImageLoadError, list_images, load_image
+from .images import ImageLoadError, load_image, scan_images
 
 
 class LoadedImage(NamedTuple):
@@ -23,17 +23,19 @@ class ImageFiles(Dataset):
     `transform` (a `Dinov2ImageProcessor`, or any callable PIL image → CHW tensor).
 
     `dataset[i]` is a `LoadedImage`; iterating yields `(tensor, path)` for the good files and collects
-    `(path, reason)` of the bad ones in `failures`. With a DataLoader, use `collate_images`.
+    `(path, reason)` of the bad ones in `failures`, which starts with what the folder listing could not
+    look at (`scan_images`' problems). With a DataLoader, use `collate_images`.
     """
 
     def __init__(self, inputs, transform: Callable, *, recursive: bool = True, max_pixels: int | None = None,
                  background: tuple[int, int, int] | None = None):
-        self.paths = [str(p) for p in list_images(inputs, recursive=recursive)]
+        scan = scan_images(inputs, recursive=recursive)
+        self.paths = [str(p) for p in scan.paths]
         self.transform = transform
         self.load_kwargs = {"background": background if background is not None else getattr(transform, "alpha_background", None)}
         if max_pixels is not None:
             self.load_kwargs["max_pixels"] = max_pixels
-        self.failures: list[tuple[str, str]] = []
+        self.failures: list[tuple[str, str]] = list(scan.problems)
 
     @classmethod
     def from_paths(cls, paths: list[str], transform: Callable, **kwargs) -> ImageFiles:

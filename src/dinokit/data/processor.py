@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import load_image, to_rgb
+from ..io import read_json
+from .images import check_resize, load_image, to_rgb
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -147,11 +148,14 @@ class Dinov2ImageProcessor:
             else:
                 img = img.convert("RGB")
         if self.do_resize:
-            img = img.resize(self.resize_output_size(img.height, img.width)[::-1], resample=self.resample)
+            target = self.resize_output_size(img.height, img.width)
+            check_resize(img.height, img.width, *target)
+            img = img.resize(target[::-1], resample=self.resample)
         if self.size_divisor:
             d = self.size_divisor
             target = (max(d, round(img.height / d) * d), max(d, round(img.width / d) * d))
             if target != (img.height, img.width):
+                check_resize(img.height, img.width, *target)
                 img = img.resize(target[::-1], resample=self.resample)
         arr = np.asarray(img)
         arr = arr[..., None] if arr.ndim == 2 else arr
@@ -175,10 +179,7 @@ class Dinov2ImageProcessor:
 
     def resize_output_size(self, height: int, width: int) -> tuple[int, int]:
         if "shortest_edge" in self.size:
-            s = self.size["shortest_edge"]
-            short, long = (width, height) if width <= height else (height, width)
-            new_short, new_long = s, int(s * long / short)
-            return (new_long, new_short) if width <= height else (new_short, new_long)
+            return shortest_edge_size(height, width, self.size["shortest_edge"])
         return self.size["height"], self.size["width"]
 
     def _center_crop(self, arr: np.ndarray) -> np.ndarray:
@@ -220,6 +221,7 @@ class Dinov2ImageProcessor:
 
         steps = []
         if self.do_resize:
+            steps.append(ResizeLimit(self.size.get("shortest_edge") or (self.size["height"], self.size["width"])))
             steps.append(v2.Resize(self.size.get("shortest_edge") or (self.size["height"], self.size["width"]),
                                    interpolation=InterpolationMode.BICUBIC, antialias=True))
         if self.do_center_crop:
@@ -251,7 +253,7 @@ class Dinov2ImageProcessor:
 
     @classmethod
     def from_json_file(cls, path) -> Dinov2ImageProcessor:
-        return cls(**json.loads(Path(path).read_text()))
+        return cls(**read_json(path))
 
     @classmethod
     def from_pretrained(cls, name_or_path, **overrides) -> Dinov2ImageProcessor:
@@ -272,14 +274,14 @@ class Dinov2ImageProcessor:
         if path.is_dir() and (path / CONFIG_NAME).is_file():
             path = path / CONFIG_NAME
         if path.is_file() and path.suffix == ".json":
-            return cls(**{**json.loads(path.read_text()), **overrides})
+            return cls(**{**read_json(path), **overrides})
         name = str(name_or_path)
         if name.count("/") == 1 and not path.exists():
             from ..weights.download import hub_file
 
             found = hub_file(name, CONFIG_NAME, required=False, **hub_options)
             if found is not None:
-                return cls(**{**json.loads(found.read_text()), **overrides})
+                return cls(**{**read_json(found), **overrides})
         return cls(**overrides)
 
     def __repr__(self):
@@ -287,6 +289,32 @@ class Dinov2ImageProcessor:
 
 
 _TRANSFORMERS_NO_OPS = {"use_fast", "backend", "trust_remote_code", "return_unused_kwargs"}
+
+
+def shortest_edge_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(height, width) after resizing the shorter side to `short_side`, as transformers and torchvision
+    compute it (the longer side truncated)."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = short_side, int(short_side * long / short)
+    return (new_long, new_short) if width <= height else (new_short, new_long)
+
+
+class ResizeLimit(torch.nn.Module):
+    """The step before a resize in every torchvision pipeline: refuses an image whose resized size would
+    exceed `MAX_RESIZED_PIXELS` (`ImageLoadError`) before the resize allocates it."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = size
+
+    def forward(self, img):
+        height, width = (img.height, img.width) if isinstance(img, Image.Image) else tuple(img.shape[-2:])
+        target = shortest_edge_size(height, width, self.size) if isinstance(self.size, int) else tuple(self.size)
+        check_resize(height, width, *target)
+        return img
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size})"
 
 
 def _settings(cls) -> set[str]:
@@ -327,6 +355,7 @@ def official_eval_transform(resize: int = 256, crop: int = 224):
     from torchvision import transforms
 
     return transforms.Compose([
+        ResizeLimit(resize),
         transforms.Resize(resize, interpolation=transforms.InterpolationMode.BICUBIC),
         transforms.CenterCrop(crop),
         transforms.ToTensor(),
@@ -339,6 +368,7 @@ def dense_transform(short_side: int | None = 448):
     size), as a normalised tensor; the model pads it to a multiple of the patch size."""
     from torchvision import transforms
 
-    steps = [transforms.Resize(short_side, interpolation=transforms.InterpolationMode.BICUBIC, antialias=True)] \
-        if short_side else []
+    steps = [ResizeLimit(short_side),
+             transforms.Resize(short_side, interpolation=transforms.InterpolationMode.BICUBIC, antialias=True)
+             ] if short_side else []
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
