@@ -19,10 +19,8 @@ import json
 import time
 from pathlib import Path
 
-import yaml
-
 from ..distributed import rank_and_world
-from ..io import write_text_atomic
+from ..io import read_yaml, write_text_atomic
 from .balance import balance
 from .decontaminate import decontaminate
 from .dedup import dedup
@@ -43,7 +41,7 @@ def load_pipeline(path) -> dict:
     """A curation pipeline's YAML, checked before any step runs: known steps, each with settings its
     function takes, and paths resolved against the file's folder."""
     path = Path(path)
-    config = yaml.safe_load(path.read_text()) or {}
+    config = read_yaml(path) or {}
     if not isinstance(config, dict) or "pool" not in config or "steps" not in config:
         raise ValueError(f"{path}: a curation pipeline needs `pool:` and `steps:` (see `dinokit curate pipeline --help`)")
     base = path.parent
@@ -92,13 +90,21 @@ def run_step(step: str, embeddings, output, *, progress: bool = True, **settings
     removed ones, with the reason, beside it (`X.removed.parquet`); returns the step's summary."""
     if step not in STEPS:
         raise ValueError(f"curation step must be one of {sorted(STEPS)}, got {step!r}")
-    result = STEPS[step](read_pool(embeddings), **read_pool_arguments(step, settings), progress=progress)
+    pool = read_pool(embeddings)
+    result = STEPS[step](pool, **read_pool_arguments(step, settings), progress=progress)
     write_pool(result.kept, output)
-    summary = dict(result.summary)
+    summary = {**result.summary, **_unusable(pool)}
     if result.removed is not None:
         stem = str(output)[: -len(".parquet")] if str(output).endswith(".parquet") else str(output)
         summary["removed_file"] = str(write_pool(result.removed, stem + ".removed.parquet"))
     return summary
+
+
+def _unusable(pool) -> dict:
+    """The count (and the first paths) of the rows left out because their embedding was NaN or zero."""
+    if not pool.unusable:
+        return {}
+    return {"unusable_embeddings": len(pool.unusable), "unusable_examples": pool.unusable[:10]}
 
 
 def run_pipeline(config: dict, output=None, *, progress: bool = True) -> dict:
@@ -107,7 +113,7 @@ def run_pipeline(config: dict, output=None, *, progress: bool = True) -> dict:
     (out / "steps").mkdir(parents=True, exist_ok=True)
     rank = rank_and_world()[0]
     pool = read_pool(config["pool"])
-    report = {"pool": config["pool"], "input": len(pool), "steps": [], "duplicate_groups": {}}
+    report = {"pool": config["pool"], "input": len(pool), **_unusable(pool), "steps": [], "duplicate_groups": {}}
     digest = hashlib.sha256(json.dumps(_fingerprint(config["pool"])).encode()).hexdigest()
     for i, step in enumerate(config["steps"]):
         name, args = next(iter(step.items()))

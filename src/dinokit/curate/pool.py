@@ -2,15 +2,14 @@
 file (columns path, embedding, then one column per fact a step recorded: duplicate group, seed, cluster…)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from ..embeddings.store import bad_vectors, embedding_matrix, open_embeddings
 from ..io import atomic_write
 
 
@@ -20,6 +19,7 @@ class Pool:
     vectors: np.ndarray  # [N, D] float32, L2-normalised
     columns: dict[str, np.ndarray] = field(default_factory=dict)  # provenance, one value per image
     metadata: dict[str, str] = field(default_factory=dict)  # the embedding settings, carried along
+    unusable: list[str] = field(default_factory=list)  # paths left out when read: NaN or all-zero embeddings
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -39,35 +39,24 @@ class Pool:
 
 def read_pool(source) -> Pool:
     """A Pool from an embeddings folder (`dinokit embed`'s shards), a Parquet file, or a list of them.
-    Files are memory-mapped: only the path and embedding columns are copied into memory."""
-    sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
-    missing = [str(s) for s in sources if not Path(s).exists()]
-    if missing:
-        raise FileNotFoundError(f"no embeddings at {', '.join(missing)}")
-    dataset = ds.dataset([str(s) for s in sources] if len(sources) > 1 else str(sources[0]), format="parquet")
-    if "embedding" not in dataset.schema.names or "path" not in dataset.schema.names:
-        raise ValueError(f"{', '.join(map(str, sources))}: not embeddings (needs the columns path and embedding; "
-                         f"has {dataset.schema.names})")
-    extra = [n for n in dataset.schema.names if n not in ("path", "embedding", "patch_tokens")]
-    table = dataset.to_table(columns=["path", "embedding", *extra])
-    vectors = _unit_rows(table.column("embedding"))
-    meta = {k.decode(): v.decode() for k, v in (dataset.schema.metadata or {}).items()}
-    columns = {n: table.column(n).to_numpy(zero_copy_only=False) for n in extra}
-    return Pool(table.column("path").to_pylist(), vectors, columns, meta)
+    Rows whose embedding is NaN, infinite or all zeros cannot be compared with anything: they are left
+    out, counted and named in `Pool.unusable`, never merged into a duplicate group or a cluster."""
+    table, meta = open_embeddings(source, extra=True)  # memory: the Arrow columns plus one float32 copy
+    vectors = embedding_matrix(table.column("embedding"), source)
+    bad = bad_vectors(vectors)
+    vectors = _unit_rows(vectors[~bad] if bad.any() else np.array(vectors))
+    paths = table.column("path").to_pylist()
+    columns = {n: table.column(n).to_numpy(zero_copy_only=False)[~bad] for n in table.column_names
+               if n not in ("path", "embedding")}
+    unusable = [p for p, b in zip(paths, bad) if b]
+    return Pool([p for p, b in zip(paths, bad) if not b], vectors, columns, meta, unusable)
 
 
-def _unit_rows(column, chunk_rows: int = 65_536) -> np.ndarray:
-    """The embedding column as one float32 [N, D] array, L2-normalised in place, chunk by chunk: memory
-    stays at the Arrow column plus one copy, even for millions of rows."""
-    dim = column.type.list_size
-    vectors = np.empty((len(column), dim), np.float32)
-    row = 0
-    for chunk in column.chunks:
-        vectors[row:row + len(chunk)] = chunk.flatten().to_numpy(zero_copy_only=False).reshape(len(chunk), dim)
-        row += len(chunk)
+def _unit_rows(vectors: np.ndarray, chunk_rows: int = 65_536) -> np.ndarray:
+    """L2-normalised in place, chunk by chunk (no second copy of millions of rows)."""
     for lo in range(0, len(vectors), chunk_rows):
         part = vectors[lo:lo + chunk_rows]
-        part /= np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+        part /= np.linalg.norm(part, axis=1, keepdims=True)
     return vectors
 
 

@@ -13,10 +13,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..io import atomic_write
-from .store import read_embeddings
+from ..errors import InputFileError
+from ..io import publish_folder, read_json
+from .store import bad_vectors, read_embeddings
 
 INDEX_KINDS = ("auto", "flat", "ivf")
+INDEX_FILE, PATHS_FILE, META_FILE = "index.faiss", "paths.parquet", "meta.json"
 EXACT_LIMIT = 100_000  # below this many vectors an exact (flat) index is fast enough and loses nothing
 
 
@@ -53,19 +55,26 @@ def build_faiss_index(vectors: np.ndarray, kind: str = "auto", nlist: int | None
 
 
 def build_index(embeddings, output, kind: str = "auto") -> dict:
-    """`dinokit index`: an embeddings folder/file → an index folder. Returns meta."""
+    """`dinokit index`: an embeddings folder/file → an index folder, published as one unit (a kill leaves
+    the old index or the new one). Rows whose embedding is NaN or all zeros are left out and counted in
+    the returned meta (`unusable`). Returns meta."""
     paths, vectors, meta = read_embeddings(embeddings)
+    bad = bad_vectors(vectors)
+    unusable = [p for p, b in zip(paths, bad) if b]
+    if bad.all():
+        raise InputFileError(embeddings, f"every one of its {len(paths)} embeddings is NaN, infinite or all zeros")
+    if bad.any():
+        paths, vectors = [p for p, b in zip(paths, bad) if not b], vectors[~bad]
     vectors = normalized(vectors)
     index = build_faiss_index(vectors, kind)
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     faiss = _faiss()
-    with atomic_write(out / "index.faiss") as tmp:
-        faiss.write_index(index, str(tmp))
-    pq.write_table(pa.table({"path": pa.array(paths, pa.string())}), out / "paths.parquet")
     meta = {**meta, "count": len(paths), "dim": int(vectors.shape[1]),
-            "kind": "flat" if isinstance(index, faiss.IndexFlat) else "ivf", "source": str(embeddings)}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+            "kind": "flat" if isinstance(index, faiss.IndexFlat) else "ivf", "source": str(embeddings),
+            "unusable": len(unusable), "unusable_examples": unusable[:10]}
+    with publish_folder(output, replaceable=lambda p: (p / INDEX_FILE).is_file()) as tmp:
+        faiss.write_index(index, str(tmp / INDEX_FILE))
+        pq.write_table(pa.table({"path": pa.array(paths, pa.string())}), tmp / PATHS_FILE)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     return meta
 
 
@@ -76,15 +85,32 @@ class Hit:
 
 
 class EmbeddingIndex:
+    """An index folder, checked when opened: its three files are present, readable and agree (as many
+    paths as vectors), or an `InputFileError` says which is not."""
+
     def __init__(self, folder):
         folder = Path(folder)
-        if not (folder / "index.faiss").is_file():
-            raise FileNotFoundError(f"{folder} is not a dinokit index (no index.faiss); build one with `dinokit index`")
-        self.index = _faiss().read_index(str(folder / "index.faiss"))
-        self.paths = pq.read_table(folder / "paths.parquet").column("path").to_pylist()
-        self.meta = json.loads((folder / "meta.json").read_text())
+        if not (folder / INDEX_FILE).is_file():
+            raise FileNotFoundError(f"{folder} is not a dinokit index (no {INDEX_FILE}); build one with `dinokit index`")
+        try:
+            self.index = _faiss().read_index(str(folder / INDEX_FILE))
+        except RuntimeError as e:  # FAISS reports every unreadable file so
+            raise InputFileError(folder / INDEX_FILE, f"FAISS cannot read it ({str(e).strip().splitlines()[-1]})") from None
+        try:
+            self.paths = pq.read_table(folder / PATHS_FILE, columns=["path"]).column("path").to_pylist()
+        except (OSError, pa.ArrowException, KeyError) as e:
+            raise InputFileError(folder / PATHS_FILE, f"not the index's path list ({str(e).splitlines()[0]})") from None
+        self.meta = read_json(folder / META_FILE) if (folder / META_FILE).is_file() else {}
+        if self.index.ntotal != len(self.paths):
+            raise InputFileError(folder, f"{INDEX_FILE} holds {self.index.ntotal} vectors but {PATHS_FILE} "
+                                 f"{len(self.paths)} paths; rebuild it with `dinokit index`")
 
     def search(self, queries: np.ndarray, k: int = 10) -> list[list[Hit]]:
-        scores, ids = self.index.search(normalized(np.atleast_2d(queries)), min(k, len(self.paths)))
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        queries = normalized(np.atleast_2d(queries))
+        if queries.shape[1] != self.index.d:
+            raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.d}")
+        scores, ids = self.index.search(queries, min(k, len(self.paths)))
         return [[Hit(self.paths[i], float(s)) for s, i in zip(row_s, row_i) if i >= 0]
                 for row_s, row_i in zip(scores, ids)]

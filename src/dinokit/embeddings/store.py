@@ -2,6 +2,7 @@
 
 OUT/part-r{rank}-{seq}.parquet   one shard per N images (columns path, embedding[, patch_tokens])
 OUT/_failures-r{rank}.jsonl      images that could not be used (ignored by Parquet readers: leading "_")
+OUT/.lock-r{rank}                the writer's lock (one writer per rank at a time)
 Temporary files start with "." so readers never see a half-written shard.
 """
 from __future__ import annotations
@@ -9,13 +10,17 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from ..errors import InputFileError, OutputBusyError
 from ..io import atomic_write
 
 SHARD_RE = re.compile(r"part-r(\d+)-(\d+)\.parquet$")
@@ -68,12 +73,48 @@ def read_metadata(folder: Path) -> dict[str, str] | None:
     return {k.decode(): v.decode() for k, v in meta.items()}
 
 
-def finished_paths(folder: Path) -> set[str]:
-    """Paths already embedded (in finished shards) or already reported as failed."""
+def embedded_paths(folder: Path) -> set[str]:
+    """Paths in finished shards."""
     done: set[str] = set()
     for f in shard_files(folder):
         done.update(pq.read_table(f, columns=["path"]).column("path").to_pylist())
-    return done | {p for p, _ in read_failures(folder)}
+    return done
+
+
+def finished_paths(folder: Path) -> set[str]:
+    """Paths already embedded (in finished shards) or already reported as failed."""
+    return embedded_paths(folder) | {p for p, _ in read_failures(folder)}
+
+
+def remaining_failures(folder: Path) -> dict[str, str]:
+    """path → reason of the images that failed (the latest reason) and were not embedded since."""
+    embedded = embedded_paths(folder)
+    return {p: r for p, r in read_failures(folder) if p not in embedded}
+
+
+def has_patch_tokens(folder: Path) -> bool:
+    files = shard_files(folder)
+    return bool(files) and "patch_tokens" in pq.read_schema(files[0]).names
+
+
+@contextmanager
+def exclusive_output(folder: Path, rank: int = 0) -> Iterator[None]:
+    """Holds the output's lock for one writer per rank (an OS file lock, `filelock`: released when the
+    process ends, even by kill -9); a second writer gets `OutputBusyError` at once instead of racing."""
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / f".lock-r{rank:03d}", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise OutputBusyError(f"{folder} is being written by another dinokit process; wait until it ends, "
+                              "or write to another output") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def read_failures(folder: Path) -> list[tuple[str, str]]:
@@ -88,12 +129,66 @@ def read_failures(folder: Path) -> list[tuple[str, str]]:
     return out
 
 
-def read_embeddings(source, columns=("path", "embedding")) -> tuple[list[str], np.ndarray, dict[str, str]]:
+class EmbeddingsFileError(InputFileError):
+    """An embeddings file or folder that is not what `dinokit embed` writes (columns, types, rows)."""
+
+
+def open_embeddings(source, extra: bool = False) -> tuple[pa.Table, dict[str, str]]:
+    """The table (path, embedding, and with `extra` every other column but patch_tokens) and metadata of
+    an embeddings folder, Parquet file or list of them, checked: an `EmbeddingsFileError` says what is
+    wrong (no such columns, unreadable, no rows)."""
+    sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    missing = [str(s) for s in sources if not Path(s).exists()]
+    if missing:
+        raise FileNotFoundError(f"no embeddings at {', '.join(missing)}")
+    name = ", ".join(map(str, sources))
+    try:
+        dataset = ds.dataset([str(s) for s in sources] if len(sources) > 1 else str(sources[0]), format="parquet")
+        absent = [c for c in ("path", "embedding") if c not in dataset.schema.names]
+        if absent:
+            raise EmbeddingsFileError(name, f"has no column {', '.join(map(repr, absent))} (it has "
+                                      f"{', '.join(dataset.schema.names) or 'none'}); `dinokit embed` writes path and embedding")
+        others = [n for n in dataset.schema.names if n not in ("path", "embedding", "patch_tokens")] if extra else []
+        table = dataset.to_table(columns=["path", "embedding", *others])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise EmbeddingsFileError(name, f"not a readable Parquet dataset ({str(e).splitlines()[0]})") from None
+    if table.num_rows == 0:
+        raise EmbeddingsFileError(name, "holds no embeddings (0 rows)")
+    return table, {k.decode(): v.decode() for k, v in (dataset.schema.metadata or {}).items()}
+
+
+def read_embeddings(source) -> tuple[list[str], np.ndarray, dict[str, str]]:
     """(paths, float32 [N, D] embeddings, metadata) from an embedding folder or Parquet file."""
-    dataset = ds.dataset(str(source), format="parquet")
-    table = dataset.to_table(columns=list(columns))
-    emb = table.column("embedding").combine_chunks()
-    dim = emb.type.list_size
-    matrix = emb.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
-    meta = {k.decode(): v.decode() for k, v in (dataset.schema.metadata or {}).items()}
-    return table.column("path").to_pylist(), matrix, meta
+    table, meta = open_embeddings(source)
+    return table.column("path").to_pylist(), embedding_matrix(table.column("embedding"), source), meta
+
+
+def embedding_matrix(column: pa.ChunkedArray | pa.Array, source) -> np.ndarray:
+    """A list column of numbers → float32 [N, D] (ragged or non-numeric: `EmbeddingsFileError`)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    kind = column.type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
+        raise EmbeddingsFileError(source, f"column 'embedding' must hold lists of numbers, not {kind}")
+    if not (pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)):
+        raise EmbeddingsFileError(source, f"column 'embedding' must hold numbers, not {kind.value_type}")
+    if column.null_count:
+        raise EmbeddingsFileError(source, f"column 'embedding' has {column.null_count} empty rows")
+    if pa.types.is_fixed_size_list(kind):
+        dim = kind.list_size
+    else:
+        lengths = np.unique(pc.list_value_length(column).to_numpy(zero_copy_only=False))
+        if len(lengths) != 1:
+            raise EmbeddingsFileError(source, f"rows of 'embedding' have different lengths ({', '.join(map(str, lengths[:5]))}…)")
+        dim = int(lengths[0])
+    if dim == 0:
+        raise EmbeddingsFileError(source, "column 'embedding' holds empty vectors")
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    return values.reshape(-1, dim).astype(np.float32, copy=False)
+
+
+def bad_vectors(vectors: np.ndarray) -> np.ndarray:
+    """Rows that no similarity can use: any NaN or infinity, or all zeros (a cosine of 0/0)."""
+    return ~np.isfinite(vectors).all(axis=1) | ~vectors.any(axis=1)
