@@ -15,6 +15,7 @@ import torch
 import dinokit
 from dinokit.data import load_image
 from dinokit.features import read_embeddings
+from dinokit.features.embed import read_failure_list
 from tests.helpers import HANG, broken_files, cli, generated_images, torchrun
 
 
@@ -75,7 +76,7 @@ def test_bad_images_are_skipped_and_listed(photo_folder, tiny_model_dir, tmp_pat
     result = cli("embed", photo_folder, "-o", out, "--model", tiny_model_dir)
     assert result.returncode == 3, result.stderr
     assert "failed 4" in result.stdout
-    listed = dict(line.split("\t") for line in (tmp_path / "out.parquet.failures.tsv").read_text().splitlines())
+    listed = dict(read_failure_list(tmp_path / "out.parquet.failures.tsv"))
     assert sorted(os.path.basename(p) for p in listed) == sorted(bad)
     assert len(pd.read_parquet(out)) == 16
 

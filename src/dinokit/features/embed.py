@@ -1,12 +1,16 @@
 """`dinokit embed`: a folder (or list) of images → a resumable, shard-per-N Parquet dataset of embeddings.
 
 Resumption: finished shards and the failure log are the state; a re-run skips every path found there, so
-a killed job continues where it stopped and never re-embeds a finished image. Distributed: under torchrun
+a killed job continues where it stopped and never re-embeds a finished image (`retry_failed` tries the
+failed ones again). One writer at a time: a second `embed` into the same output is refused while the
+first holds its lock. Distributed: under torchrun
 each rank takes every WORLD_SIZE-th image of the sorted list, less the finished ones, and writes its own
 shards into the same folder.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import time
@@ -16,14 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import Dinov2ImageProcessor, ImageFiles, list_images
+from ..data import Dinov2ImageProcessor, ImageFiles, scan_images
 from ..distributed import ensure_process_group, rank_and_world
-from ..embeddings.store import ShardWriter, finished_paths, read_failures, read_metadata
-from ..errors import UsageError
+from ..embeddings.store import ShardWriter, embedded_paths, exclusive_output, has_patch_tokens, read_metadata, remaining_failures
+from ..errors import UsageError, refuse_changed_settings
 from ..io import write_text_atomic
 from ..pretrained import Dinov2Model
 from ..runtime.backends import BACKENDS, FIXED_SIZE_BACKENDS, INEXACT_BACKENDS, BackendError, accelerate, require_cpu_bf16
 from ..runtime.images import run_over_images
+from ..weights import model_identity, weights_fingerprint
 from .pooling import POOLINGS, pool
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -39,6 +44,7 @@ class EmbedSummary:
     failed: int  # could not be used in this run
     seconds: float
     failures: list = field(default_factory=list)  # (path, reason) of this run, all ranks
+    failed_before: int = 0  # failed in an earlier run and not retried (--retry-failed retries them)
 
     @property
     def images_per_second(self) -> float:
@@ -79,6 +85,7 @@ class EmbedOptions:
     shard_size: int | None = None
     interpolate_mode: str | None = None
     backend: str = "eager"
+    retry_failed: bool = False  # try again the images an earlier run could not use
 
     @property
     def torch_device(self) -> torch.device:
@@ -105,12 +112,21 @@ class EmbedOptions:
                     raise UsageError(str(e)) from e
 
     def metadata(self, crop: int | None) -> dict[str, str]:
+        """The settings known before the model loads; `embed` adds the model's interpolation mode and
+        weights fingerprint once it has loaded (`model_metadata`)."""
         exact = self.torch_dtype == torch.float32 and self.backend not in INEXACT_BACKENDS
-        return {"dinokit.model": str(self.model), "dinokit.pooling": self.pooling,
+        return {"dinokit.model": model_identity(self.model), "dinokit.pooling": self.pooling,
                 "dinokit.normalize": str(self.normalize), "dinokit.image_size": str(crop),
-                "dinokit.interpolate_mode": str(self.interpolate_mode or ""),
+                "dinokit.keep_patches": str(self.keep_patches),
                 # reduced precision and int8 change the numbers: never mixed with exact ones in one output
                 "dinokit.numerics": "exact" if exact else f"{self.dtype}+{self.backend}"}
+
+
+def model_metadata(net) -> dict[str, str]:
+    """What the loaded model adds to an output's settings: the interpolation mode in effect (the default
+    written out, so that giving it explicitly is the same setting) and a fingerprint of the weights (a
+    folder whose checkpoint was replaced is another model)."""
+    return {"dinokit.interpolate_mode": net.interpolate_mode, "dinokit.weights": weights_fingerprint(net)}
 
 
 def embed(inputs, output: str | os.PathLike, model: str = "dinov2_vits14", *, progress: bool = True,
@@ -130,42 +146,64 @@ def embed_with(inputs, output: str | os.PathLike, options: EmbedOptions, *, prog
     if options.backend in FIXED_SIZE_BACKENDS and crop is None:
         raise UsageError(f"--backend {options.backend} needs images of one size: this processor does not center-crop")
     metadata = options.metadata(crop)
-    _check_matches_existing(out, metadata)
-    paths = _input_paths(inputs)
-    done_before = finished_paths(out)
-    # split the full list first, then drop finished work: ranks need not agree on when they looked
-    mine = [p for p in paths[rank::world] if p not in done_before]
-    summary = EmbedSummary(str(out), total=len(paths), done=0, skipped=sum(p in done_before for p in paths),
-                           failed=0, seconds=0.0)
-    if mine:
-        _embed_paths(mine, processor, crop, options, ShardWriter(out, rank, metadata), summary,
-                     progress=progress and rank == 0, world=world)
+    paths, problems = _input_paths(inputs)
+    with exclusive_output(out, rank):  # a second writer is refused; a kill releases it
+        _check_matches_existing(out, metadata)
+        net = Dinov2Model.from_pretrained(options.model, interpolate_mode=options.interpolate_mode,
+                                          device=options.torch_device, dtype=options.torch_dtype)
+        metadata = {**metadata, **model_metadata(net)}
+        _check_matches_existing(out, metadata)
+        embedded, failed = embedded_paths(out), remaining_failures(out)
+        skip = embedded if options.retry_failed else embedded | set(failed)
+        # split the full list first, then drop finished work: ranks need not agree on when they looked
+        mine = [p for p in paths[rank::world] if p not in skip]
+        summary = EmbedSummary(str(out), total=len(paths), done=0, skipped=sum(p in skip for p in paths),
+                               failed=0, seconds=0.0)
+        writer = ShardWriter(out, rank, metadata)
+        if problems and rank == 0:  # what the listing could not look at: reported like a bad image
+            writer.record_failures(problems)
+            summary.failures.extend(problems)
+            summary.failed += len(problems)
+        if mine:
+            _embed_paths(net, mine, processor, crop, options, writer, summary, progress=progress and rank == 0,
+                         world=world)
     summary = _gather(summary, world)
     summary.seconds = time.perf_counter() - start
     if rank == 0:
         _write_failure_list(out)
+        this_run = {p for p, _ in summary.failures}
+        summary.failed_before = sum(p not in this_run for p in remaining_failures(out))
     return summary
 
 
 def _check_matches_existing(out: Path, metadata: dict) -> None:
+    """Refuse to add to an output made with other settings, naming each; keys an older dinokit did not
+    record are taken from what its shards show (or not compared)."""
     existing = read_metadata(out)
-    if existing is not None:
-        before = {"dinokit.numerics": "exact", **existing}  # outputs written before the key existed
-        clash = {k: (before.get(k), v) for k, v in metadata.items() if before.get(k) != v}
-        if clash:
-            raise UsageError(f"{out} holds embeddings made with other settings {clash}; "
-                             "choose another output or remove it")
+    if existing is None:
+        return
+    before = {"dinokit.numerics": "exact", **existing}
+    before.setdefault("dinokit.keep_patches", str(has_patch_tokens(out)))
+    if before.get("dinokit.model") is not None:
+        before["dinokit.model"] = model_identity(before["dinokit.model"])
+    if before.get("dinokit.interpolate_mode") == "":  # the default, before it was written out
+        before.pop("dinokit.interpolate_mode")
+    refuse_changed_settings(out, {k.removeprefix("dinokit."): v for k, v in before.items()},
+                            {k.removeprefix("dinokit."): v for k, v in metadata.items()})
 
 
-def _input_paths(inputs) -> list[str]:
+def _input_paths(inputs) -> tuple[list[str], list[tuple[str, str]]]:
+    """Absolute paths, each file once (a file given twice, inside a folder and by name, or through a
+    symbolic link, is the same file: kept under its resolved path), and what the listing could not read."""
     given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    missing = [str(p) for p in given if not Path(p).exists()]
+    missing = [str(p) for p in given if not Path(p).exists() and not Path(p).is_symlink()]
     if missing:
         raise UsageError(f"input not found: {', '.join(missing)}")
-    paths = [str(Path(p).resolve()) for p in list_images(given)]
-    if not paths:
-        raise UsageError(f"no images found in {inputs}")
-    return paths
+    scan = scan_images(given)
+    paths = list(dict.fromkeys(os.path.realpath(p) if os.path.exists(p) else os.path.abspath(p) for p in scan.paths))
+    if not paths and not scan.problems:
+        raise UsageError(f"no images found in {', '.join(map(str, given))}")
+    return paths, scan.problems
 
 
 class _ShardSink:
@@ -201,10 +239,9 @@ class _ShardSink:
         self.paths, self.embeddings, self.patches, self.failures = [], [], [], []
 
 
-def _embed_paths(paths: list[str], processor, crop, options: EmbedOptions, writer: ShardWriter,
+def _embed_paths(net, paths: list[str], processor, crop, options: EmbedOptions, writer: ShardWriter,
                  summary: EmbedSummary, *, progress: bool, world: int) -> None:
     dev, dtype = options.torch_device, options.torch_dtype
-    net = Dinov2Model.from_pretrained(options.model, interpolate_mode=options.interpolate_mode, device=dev, dtype=dtype)
     try:
         forward = accelerate(net, options.backend, image_size=crop)
     except BackendError as e:
@@ -243,13 +280,26 @@ def _gather(summary: EmbedSummary, world: int) -> EmbedSummary:
 
 
 def _write_failure_list(out: Path) -> None:
-    """Every image that failed, in any run or rank, as `OUT.failures.tsv` beside the output (path, reason)."""
-    failures = read_failures(out)
+    """Every image that failed, in any run or rank, and is not embedded since, as `OUT.failures.tsv` beside
+    the output: a header, then path and reason, tab-separated with the csv module's quoting (a path with a
+    tab, a newline or a quote stays one field)."""
+    failures = remaining_failures(out)
     target = out.with_name(out.name + ".failures.tsv")
     if not failures:
         target.unlink(missing_ok=True)
         return
-    write_text_atomic(target, "".join(f"{p}\t{r}\n" for p, r in sorted(set(failures))))
+    text = io.StringIO()
+    writer = csv.writer(text, delimiter="\t", lineterminator="\n")
+    writer.writerow(["path", "reason"])
+    writer.writerows(sorted(failures.items()))
+    write_text_atomic(target, text.getvalue())
+
+
+def read_failure_list(path) -> list[tuple[str, str]]:
+    """The (path, reason) rows of an `OUT.failures.tsv`."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    return [(p, r) for p, r in rows[1:]]
 
 
 def summary_json(summary: EmbedSummary) -> str:
