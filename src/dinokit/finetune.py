@@ -18,10 +18,12 @@ from torch.utils.data import DataLoader
 from .data import Dinov2ImageProcessor, ImageFiles, collate_images
 from .data.augment import classification_train_transform
 from .data.folders import labelled_images
+from .errors import UsageError, refuse_changed_settings
 from .io import atomic_write
 from .optim import cosine_schedule, fuse, param_groups
 from .pretrained import Dinov2ForImageClassification, load_model
 from .runtime.cpu import fast_path
+from .weights import model_identity, weights_fingerprint
 from .weights.pretrained import with_linear_head
 
 CHECKPOINT = "checkpoint.pt"
@@ -85,6 +87,21 @@ def _py_state(state):
     return version, tuple(internal), gauss
 
 
+# What a resumed fine-tuning may change: more epochs (the cosine schedule then spans the new length from
+# the epoch it resumes at), where it runs and with how many workers. Anything else is another model.
+RESUMABLE_CHANGES = ("epochs", "num_workers", "device", "output")
+
+
+def _settings(cfg: FinetuneConfig, backbone, classes: list[str]) -> dict:
+    """What the result depends on, as a checkpoint records it: the options with paths made absolute, the
+    backbone's weights fingerprint and the class names."""
+    settings = asdict(cfg)
+    settings.update(model=model_identity(cfg.model), train=str(Path(cfg.train).resolve()),
+                    val=str(Path(cfg.val).resolve()) if cfg.val else None, output=str(Path(cfg.output).resolve()),
+                    weights=weights_fingerprint(backbone), classes=list(classes))
+    return settings
+
+
 def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
@@ -118,9 +135,19 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     lr_factor = cosine_schedule(1.0, 0.0, total, min(warmup, total))
     start_epoch, history = 0, []
     ckpt_path = out / CHECKPOINT
-    if ckpt_path.is_file():  # resume: same model, optimizer, schedule position and RNG state
+    settings = _settings(cfg, backbone, classes)
+    if ckpt_path.is_file():  # resume: same settings, model, optimizer, schedule position and RNG state
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"]), optimizer.load_state_dict(state["optimizer"])
+        refuse_changed_settings(out, state.get("settings", {}), settings, allowed=RESUMABLE_CHANGES)
+        if cfg.epochs < state["epoch"]:
+            raise UsageError(f"{out} has trained {state['epoch']} epochs already; --epochs {cfg.epochs} is fewer "
+                             "(more epochs continue it)")
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise UsageError(f"{ckpt_path} holds another architecture than --model {cfg.model} "
+                             f"({str(e).splitlines()[0]}); choose another output") from None
+        optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"], state["history"]
         torch.set_rng_state(state["torch_rng"]), random.setstate(_py_state(state["py_rng"]))
         np.random.set_state(("MT19937", state["np_rng"]["keys"].numpy().astype(np.uint32), *state["np_rng"]["rest"]))
@@ -152,9 +179,9 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
                       "history": history, "torch_rng": torch.get_rng_state(), "py_rng": random.getstate(),
                       "np_rng": _np_state(), "loader_rng": train_loader.generator.get_state(),
-                      "config": asdict(cfg)}, ckpt_path)
+                      "config": asdict(cfg), "settings": settings}, ckpt_path)
     result = {"classes": classes, "train_images": len(paths), "history": history,
-              "seconds": round(time.perf_counter() - start, 1)}
+              "epochs_run": cfg.epochs - start_epoch, "seconds": round(time.perf_counter() - start, 1)}
     if cfg.val:
         vpaths, vlabels, vclasses = labelled_images(cfg.val)
         if vclasses != classes:

@@ -146,3 +146,26 @@ def test_torchrun_features_equal_single_process(digits, tmp_path):
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert single.returncode == two.returncode == 0, two.stderr
     assert json.loads(two.stdout)["results"] == json.loads(single.stdout)["results"]
+
+
+def test_the_cache_follows_the_weights_not_the_name(digits, tmp_path, monkeypatch):
+    """Replaced weights in the same folder, or another interpolation mode, are recomputed (before: the old
+    features came back under the same name); the same model from another directory is a cache hit."""
+    train, val = digits
+    model = save_tiny_model(tmp_path / "m", noise=0.1)
+    calls = []
+    real_extract = eval_features.extract
+    monkeypatch.setattr(eval_features, "extract", lambda *a, **k: calls.append(1) or real_extract(*a, **k))
+    kw = dict(image_size=56, num_workers=0, cache_dir=tmp_path / "c", progress=False)
+    first = eval_knn(train, val, str(model), **kw)
+    assert len(calls) == 2  # train and val
+    monkeypatch.chdir(tmp_path)
+    assert eval_knn(train, val, "m", **kw)["results"] == first["results"] and len(calls) == 2  # same model, relative
+    hf = eval_knn(train, val, "m", interpolate_mode="hf", **kw)
+    assert len(calls) == 4 and hf["results"] == eval_knn(train, val, "m", interpolate_mode="hf", **{**kw, "cache_dir": None})["results"]
+    save_tiny_model(model, noise=0.4)  # new weights under the same name
+    calls.clear()
+    replaced = eval_knn(train, val, str(model), **kw)
+    assert len(calls) == 2, "the old features came back for new weights"
+    fresh = eval_knn(train, val, str(model), **{**kw, "cache_dir": None})
+    assert replaced["results"] == fresh["results"] != first["results"]

@@ -5,9 +5,12 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 import dinokit
+from dinokit.cli import main
+from dinokit.errors import EXIT_OK, EXIT_USAGE
 from tests.helpers import cli, save_tiny_model, torchrun
 
 
@@ -169,3 +172,19 @@ def test_continued_pretraining_starts_from_the_checkpoint(images, tiny_model_dir
     after = dinokit.Dinov2Model.from_pretrained(tmp_path / "out" / "model").state_dict()
     assert start.keys() == after.keys()
     assert max((start[k] - after[k]).abs().max().item() for k in start) < 1e-6
+
+
+def test_resume_refuses_changed_settings_by_name(tmp_path, capsys):
+    images = stripes(tmp_path / "images", 4, seed=0)
+    out = tmp_path / "run"
+    args = ["train", "--config", "smoke", f"train.dataset_path={images}", *SMALL]
+    assert main([*args, "train.max_steps=1", "-o", str(out)]) == EXIT_OK
+    config = (out / "config.yaml").read_text()
+    capsys.readouterr()
+    for change, name in (("optim.base_lr=0.5", "optim.base_lr"), ("student.arch=vit_base", "student.arch")):
+        assert main([*args, "train.max_steps=2", change, "-o", str(out), "--resume"]) == EXIT_USAGE, change
+        err = capsys.readouterr().err
+        assert name in err and "other settings" in err and "Traceback" not in err, err
+        assert (out / "config.yaml").read_text() == config
+    assert main([*args, "train.max_steps=2", "train.num_workers=0", "-o", str(out), "--resume"]) == EXIT_OK
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["max_steps"] == 2

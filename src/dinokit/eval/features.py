@@ -21,6 +21,7 @@ from ..distributed import ensure_process_group, rank_and_world
 from ..io import atomic_write
 from ..runtime.cpu import fast_path
 from ..runtime.images import run_over_images
+from ..weights import weights_fingerprint
 
 CACHE_VERSION = 1
 
@@ -89,10 +90,16 @@ def _all_ranks_agree(flag: bool) -> bool:
     return bool(t.item())
 
 
-def _cache_key(model_name: str, paths: list[str], transform_desc: str, blocks: int) -> str:
+def _cache_key(vit, paths: list[str], transform, view: str, blocks: int) -> str:
+    """What the features depend on: the weights (a fingerprint of the state, not the name as typed), the
+    interpolation mode, dtype, every image (absolute path, size, modification time), the transform and
+    the view (each augmented view of a linear probe is cached apart)."""
     h = hashlib.sha256()
-    h.update(json.dumps([CACHE_VERSION, model_name, transform_desc, blocks]).encode())
+    dtype = next(vit.parameters()).dtype
+    h.update(json.dumps([CACHE_VERSION, weights_fingerprint(vit), vit.interpolate_mode, str(dtype), repr(transform), view,
+                         blocks]).encode())
     for p in paths:
+        p = os.path.abspath(p)
         st = os.stat(p) if os.path.exists(p) else None
         h.update(f"{p}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else -1}\n".encode())
     return h.hexdigest()[:24]
@@ -100,13 +107,15 @@ def _cache_key(model_name: str, paths: list[str], transform_desc: str, blocks: i
 
 def folder_features(model, model_name: str, root, *, cache_dir=None, image_size: int = 224, batch_size=64,
                     num_workers=2, device="cpu", progress=True, transform=None, tag="center") -> FeatureSet:
-    """Features of an ImageFolder, from the cache when the model, files and transform are unchanged."""
+    """Features of an ImageFolder, from the cache when the weights, files and transform are unchanged
+    (`model_name` only labels the progress bar's run; the cache never trusts it)."""
     paths, labels, classes = labelled_images(root)
     transform = transform or official_eval_transform(resize=image_size * 256 // 224, crop=image_size)
     desc = f"{tag}:{image_size}"
     cache_file = None
     if cache_dir is not None:
-        cache_file = Path(cache_dir) / f"{_cache_key(model_name, paths, desc, 4)}.pt"
+        vit = model.dinov2 if hasattr(model, "dinov2") else model
+        cache_file = Path(cache_dir) / f"{_cache_key(vit, paths, transform, desc, 4)}.pt"
         if _all_ranks_agree(cache_file.is_file()):
             d = torch.load(cache_file, weights_only=True)
             return FeatureSet(d["cls"], d["patch_mean"], d["labels"], classes, paths)

@@ -21,8 +21,8 @@ import yaml
 from tqdm.auto import tqdm
 
 from ..distributed import ensure_process_group, rank_and_world
-from ..errors import TrainingDiverged
-from ..io import atomic_write
+from ..errors import TrainingDiverged, UsageError, flat_settings, refuse_changed_settings
+from ..io import atomic_write, read_yaml
 from ..models.vit import DinoVisionTransformer
 from ..optim import fuse, param_groups, scaled_lr
 from .augment import MultiCropAugmentation
@@ -173,6 +173,12 @@ def knn_check(backbone: DinoVisionTransformer, cfg: dict, device) -> list[dict]:
     return knn_eval(tr.final_cls(), tr.labels, va.final_cls(), va.labels, len(tr.classes), ks=(e["knn_k"],))
 
 
+# What a resumed run may change: where and how fast it runs, how long (max_steps) and how it is watched;
+# everything else (schedules included: optim.epochs) changes the numbers and is refused.
+RESUMABLE_CHANGES = ("train.output_dir", "train.num_workers", "train.max_steps", "train.checkpoint_every",
+                     "evaluation.knn_every", "evaluation.knn_train", "evaluation.knn_val", "evaluation.knn_k")
+
+
 def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True) -> TrainResult:
     rank, world = rank_and_world()
     if world > 1:
@@ -202,8 +208,15 @@ def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True
     start, state = 0, None
     ckpt_path = out / "checkpoint.pth"
     if resume and ckpt_path.is_file():
+        if (out / "config.yaml").is_file():  # a resumed run continues the same run, or it is refused
+            refuse_changed_settings(out, flat_settings(read_yaml(out / "config.yaml") or {}), flat_settings(cfg),
+                                    allowed=RESUMABLE_CHANGES)
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        arch.load_state_dict(state["model"])
+        try:
+            arch.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise UsageError(f"{ckpt_path} holds another architecture than this config builds "
+                             f"({str(e).splitlines()[0]}); choose another output") from None
         start = state["step"]
     model = _wrap(arch, cfg, world, device)  # before the optimizer: FSDP replaces the parameters
     sharded = world > 1 and cfg["distributed"]["strategy"] == "fsdp"

@@ -75,6 +75,13 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, head_layers: int | No
     )
 
 
+def model_identity(name_or_path: str | os.PathLike) -> str:
+    """A model argument written the same however it was typed: a local folder or file as its absolute,
+    resolved path (`tiny`, `./tiny/` and `/abs/tiny` agree), a published name or repo id as given."""
+    path = Path(name_or_path)
+    return str(path.resolve()) if path.exists() else str(name_or_path)
+
+
 def with_linear_head(config: Dinov2Config, layers: int, id2label: dict | None = None) -> Dinov2Config:
     """The config of a classifier: ImageNet-1k labels unless told otherwise; `classifier_layers` 1 or 4."""
     if id2label is None and generic_labels(config.id2label):
