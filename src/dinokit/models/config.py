@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .activations import ACTIVATIONS, activation
+
 INTERPOLATE_MODES = ("official", "hf", "timm")
 _NOT_STORED = {"stage_names", "model_type", "transformers_version", "_name_or_path", "_attn_implementation_autoset"}
 
@@ -63,6 +65,7 @@ class Dinov2Config:
         return "dinov2_with_registers" if self.num_register_tokens else "dinov2"
 
     def __post_init__(self):
+        self._check_values()
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}"
@@ -82,6 +85,29 @@ class Dinov2Config:
             self.dtype = str(self.dtype).removeprefix("torch.")  # a torch.dtype
         self._align_outputs()
 
+    def _check_values(self) -> None:
+        """A ValueError naming the field and what it accepts, before any layer is built from it."""
+        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size", "image_size",
+                     "num_channels", "num_register_tokens"):
+            value, least = getattr(self, name), 0 if name == "num_register_tokens" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be a whole number ≥ {least}, got {value!r}")
+        for name in ("mlp_ratio", "layer_norm_eps", "layerscale_value", "initializer_range", "hidden_dropout_prob",
+                     "attention_probs_dropout_prob", "drop_path_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        if not self.mlp_ratio > 0 or not self.layer_norm_eps > 0:
+            name = "mlp_ratio" if not self.mlp_ratio > 0 else "layer_norm_eps"
+            raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not isinstance(self.hidden_act, str):
+            raise ValueError(f"hidden_act must be one of {', '.join(ACTIVATIONS)}, got {self.hidden_act!r}")
+        if self.hidden_act not in ACTIVATIONS:
+            activation(self.hidden_act)  # its ValueError names the allowed values
+
     def _align_outputs(self) -> None:
         """transformers' `out_features` / `out_indices` alignment: either gives the other; neither, the last stage."""
         names = self.stage_names
@@ -99,7 +125,7 @@ class Dinov2Config:
             if unknown:
                 raise ValueError(f"out_features {unknown} are not stages of this model ({names[0]}…{names[-1]})")
             indices = [names.index(f) for f in features]
-        elif [names[i] for i in indices] != list(features):
+        elif any(not -len(names) <= i < len(names) for i in indices) or [names[i] for i in indices] != list(features):
             raise ValueError(f"out_features {features} and out_indices {indices} name different stages")
         self.out_features, self.out_indices = list(features), list(indices)
 

@@ -80,7 +80,24 @@ class DinoVisionTransformer(nn.Module):
         )
         return torch.cat((self.pos_embed[:, :1], patch_pos), dim=1)
 
+    def check_pixels(self, pixel_values) -> None:
+        """A ValueError naming what is wrong with an input, instead of an error deep inside a layer."""
+        if not isinstance(pixel_values, torch.Tensor):
+            raise ValueError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}")
+        if pixel_values.dim() != 4:
+            raise ValueError(f"pixel_values must be [batch, {self.config.num_channels}, height, width], "
+                             f"got {pixel_values.dim()}-D shape {list(pixel_values.shape)}")
+        if pixel_values.shape[1] != self.config.num_channels:
+            raise ValueError(f"pixel_values must have {self.config.num_channels} channels (dimension 1), got "
+                             f"shape {list(pixel_values.shape)}")
+        if not pixel_values.is_floating_point():
+            raise ValueError(f"pixel_values must be a floating-point tensor (normalised pixels), got "
+                             f"{pixel_values.dtype}; a processor or dinokit.data gives the right input")
+        if pixel_values.shape[0] == 0:
+            raise ValueError("pixel_values holds no image (batch size 0)")
+
     def prepare_tokens(self, pixel_values: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_pixels(pixel_values)
         B, _, H, W = pixel_values.shape
         if H < self.patch_size or W < self.patch_size:
             raise ValueError(f"an image of {H}x{W} px is smaller than one {self.patch_size}-px patch")
@@ -182,7 +199,15 @@ class DinoVisionTransformer(nn.Module):
                                 return_class_token: bool = False, norm: bool = True):
         """Outputs of the last `n` blocks (or of the blocks listed in `n`), oldest first, as the official code."""
         depth = len(self.blocks)
-        take = set(range(depth - n, depth)) if isinstance(n, int) else {i % depth for i in n}
+        if isinstance(n, int):
+            if not 1 <= n <= depth:
+                raise ValueError(f"n must be between 1 and the depth {depth} (the last n blocks), got {n}")
+            take = set(range(depth - n, depth))
+        else:
+            wrong = [i for i in n if not -depth <= i < depth]
+            if wrong or not n:
+                raise ValueError(f"n lists blocks {list(n)}; this model has blocks 0…{depth - 1} (or -{depth}…-1)")
+            take = {i % depth for i in n}
         B, _, H, W = x.shape
         tokens = self.prepare_tokens(x)
         outputs = []
