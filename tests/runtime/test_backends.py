@@ -80,7 +80,7 @@ def test_embed_backend_option(photo_folder, smooth_model_dir, tmp_path):
     assert a.keys() == b.keys() and max(abs(a[k] - b[k]).max() for k in a) < 1e-4
     # int8 numbers never go into an output of exact ones (a resumed job would mix them)
     mixed = cli("embed", photo_folder, "-o", exact, "--model", smooth_model_dir, "--backend", "int8")
-    assert mixed.returncode == 2 and "dinokit.numerics" in mixed.stderr
+    assert mixed.returncode == 2 and "numerics: 'exact' there, 'float32+int8' now" in mixed.stderr
     wrong = cli("embed", photo_folder, "-o", tmp_path / "x", "--model", smooth_model_dir, "--backend", "trt")
     assert wrong.returncode == 2 and "--backend must be one of" in wrong.stderr
 
