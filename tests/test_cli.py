@@ -97,3 +97,39 @@ def test_user_mistakes_are_one_line_with_the_culprit_and_debug_shows_where(tmp_p
     assert not (tmp_path / "ran").exists(), "a checkpoint ran code"
     with pytest.raises(Exception, match="not a readable .safetensors file"):  # --debug: the error itself
         main(["--debug", "info", "cut.safetensors"])
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
+@pytest.mark.parametrize("command", [["embed", "IMAGES", "-o", "out"], ["search", "IMAGES", "--index", "idx"],
+                                     ["depth", "IMAGES", "-o", "out"], ["eval", "knn", "--train", "a", "--val", "b"]])
+def test_a_missing_gpu_is_said_before_any_work(command, tmp_path, photos, capsys):
+    from dinokit.cli import main
+
+    args = [str(photos[0]) if a == "IMAGES" else str(tmp_path / a) if a in ("out", "idx") else a for a in command]
+    assert main([*args, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda: no CUDA GPU is visible on this machine" in err and "--device cpu" in err
+    assert main([*args, "--device", "gpu0"]) == 2
+    assert "not a device torch knows" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_index_says_it_replaced_an_index(tmp_path, capsys):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dinokit.cli import main
+
+    vectors = np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32)
+    pq.write_table(pa.table({"path": [f"{i}.jpg" for i in range(20)],
+                             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 8)}),
+                   tmp_path / "e.parquet")
+    assert main(["index", str(tmp_path / "e.parquet"), "-o", str(tmp_path / "idx")]) == 0
+    assert "replaced" not in capsys.readouterr().err
+    assert main(["index", str(tmp_path / "e.parquet"), "-o", str(tmp_path / "idx")]) == 0
+    assert f"replaced the index that was at {tmp_path / 'idx'}" in capsys.readouterr().err
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("not an index")
+    assert main(["index", str(tmp_path / "e.parquet"), "-o", str(tmp_path / "notes")]) == 2  # never replaces a stranger
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "not an index"

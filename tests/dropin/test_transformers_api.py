@@ -274,3 +274,31 @@ def test_torch_export_in_official_mode_at_224():
     program = torch.export.export(model, (x,), kwargs={"return_dict": False})
     with torch.no_grad():
         assert max_diff(program.module()(x, return_dict=False)[0], model(x).last_hidden_state) <= 1e-4
+
+
+def test_save_pretrained_writes_the_mode_and_the_round_trip_holds_where_it_can(tmp_path):
+    """official → dinokit → save_pretrained: config.json holds `interpolate_mode`, so dinokit reloads the
+    folder with the same numbers at every size. transformers ignores the key and interpolates its own way:
+    it gives the official model's output at the native size (518 px here, no interpolation) and dinokit's
+    `interpolate_mode="hf"` output at other sizes (224 px)."""
+    import json
+
+    torch.manual_seed(0)
+    config = dinokit.Dinov2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=518)
+    official = perturb_(dinokit.Dinov2Model(config), std=0.05)
+    official.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["interpolate_mode"] == "official"
+    reloaded = dinokit.Dinov2Model.from_pretrained(tmp_path)
+    theirs = transformers.AutoModel.from_pretrained(tmp_path).eval()
+    hf_mode = dinokit.Dinov2Model.from_pretrained(tmp_path, interpolate_mode="hf")
+    for side in (518, 224):
+        x = torch.randn(1, 3, side, side)
+        with torch.no_grad():
+            ours = official(x).last_hidden_state
+            assert max_diff(reloaded(x).last_hidden_state, ours) == 0, side
+            reference = theirs(pixel_values=x).last_hidden_state
+            if side == 518:
+                assert max_diff(reference, ours) < 1e-4
+            else:
+                assert max_diff(reference, hf_mode(x).last_hidden_state) < 1e-4
+                assert max_diff(reference, ours) > 1e-3  # the modes really differ here

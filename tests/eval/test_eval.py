@@ -169,3 +169,34 @@ def test_the_cache_follows_the_weights_not_the_name(digits, tmp_path, monkeypatc
     assert len(calls) == 2, "the old features came back for new weights"
     fresh = eval_knn(train, val, str(model), **{**kw, "cache_dir": None})
     assert replaced["results"] == fresh["results"] != first["results"]
+
+
+def test_small_sets_are_warned_about_and_k_is_clipped(tmp_path, capsys):
+    """18 training images in 3 classes: k = 20/100/200 would all vote with every image, and top-5 of 3
+    classes is 100% by construction; both are said, and the table shows what was computed."""
+    from PIL import Image
+
+    from dinokit.cli import main
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("val", 3)):
+        for c, name in enumerate(["red", "green", "blue"]):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(count):
+                arr = rng.integers(0, 90, (32, 32, 3), dtype=np.uint8)
+                arr[..., c] = 200
+                Image.fromarray(arr).save(tmp_path / split / name / f"{i}.png")
+    model = save_tiny_model(tmp_path / "m", noise=0.1)
+    r = eval_knn(tmp_path / "train", tmp_path / "val", str(model), image_size=56, num_workers=0, cache_dir=None,
+                 progress=False)
+    assert [row["k"] for row in r["results"]] == [10, 18]
+    assert all(row["top5"] is None for row in r["results"])
+    assert any("exceed the 18 training images" in w for w in r["warnings"])
+    assert main(["eval", "knn", "--train", str(tmp_path / "train"), "--val", str(tmp_path / "val"), "--model", str(model),
+                 "--image-size", "56", "--num-workers", "0", "--no-cache"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: k 20, 100, 200 exceed" in err and "top-5 accuracy is 100% by construction" in err
+    assert [line.split()[0] for line in out.splitlines()[2:]] == ["10", "18"]
+    lin = eval_linear(tmp_path / "train", tmp_path / "val", str(model), image_size=56, num_workers=0, cache_dir=None,
+                      epochs=1, progress=False)
+    assert lin["holdout_images"] < 50 and any("held-out" in w for w in lin["warnings"])

@@ -188,3 +188,12 @@ def test_resume_refuses_changed_settings_by_name(tmp_path, capsys):
         assert (out / "config.yaml").read_text() == config
     assert main([*args, "train.max_steps=2", "train.num_workers=0", "-o", str(out), "--resume"]) == EXIT_OK
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["max_steps"] == 2
+    log = (out / "log.jsonl").read_text()
+    capsys.readouterr()
+    # a finished run resumed: said so, nothing changed (before: "last loss nan")
+    assert main([*args, "train.max_steps=2", "-o", str(out), "--resume"]) == EXIT_USAGE
+    assert "already finished" in capsys.readouterr().err
+    # the same output without --resume: refused instead of starting over on top of the run
+    assert main([*args, "train.max_steps=2", "-o", str(out)]) == EXIT_USAGE
+    assert "--resume continues it" in capsys.readouterr().err
+    assert (out / "log.jsonl").read_text() == log

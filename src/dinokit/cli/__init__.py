@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from ..errors import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, TrainingDiverged, exit_status
 from . import (
@@ -64,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     if not is_main_process():  # under torchrun, rank 0 alone prints results
         sys.stdout = open(os.devnull, "w")
+    warnings.formatwarning = lambda message, *_, **__: f"dinokit {args.command}: warning: {message}\n"
     try:
+        if getattr(args, "device", None):  # every command's --device, checked before any work
+            from ..runtime.backends import require_device
+
+            require_device(args.device)
         return args.func(args)
     except Exception as e:
         status = exit_status(e)

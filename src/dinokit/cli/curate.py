@@ -85,7 +85,7 @@ def register(sub) -> None:
     r.add_argument("--seed", type=int)
     b = cu.choices["balance"]
     b.add_argument("--target", type=positive_int, required=True, help="how many images to keep")
-    b.add_argument("--levels", type=positive_int, nargs="+", help="clusters per level, fine to coarse (default √N, ÷10, ÷10)")
+    b.add_argument("--levels", type=positive_int, nargs="+", help="clusters per level, fine to coarse (default: √N, then √N/3)")
     b.add_argument("--strategy", choices=STRATEGIES, help="which images inside a cluster (random)")
     b.add_argument("--iterations", type=positive_int)
     b.add_argument("--seed", type=int)

@@ -1,6 +1,8 @@
 """`dinokit depth`: depth maps with the official or transformers heads."""
 from __future__ import annotations
 
+import os
+
 from ..errors import EXIT_OK
 from .options import non_negative_int
 
@@ -10,7 +12,7 @@ def run(args) -> int:
 
     written = write_depth(args.images, args.output, args.model, backbone=args.backbone, raw_format=args.raw,
                           short_side=args.short_side or None, device=args.device)
-    print(f"{len(written)} depth pictures → {args.output}/ (<name>_depth.png, raw: <name>_depth"
+    print(f"{len(written)} depth pictures → {os.path.join(os.path.normpath(args.output), '')} (<name>_depth.png, raw: <name>_depth"
           + (".npy, metres)" if args.raw == "npy" else "16.png, metres × 256)"))
     return EXIT_OK
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from ..errors import EXIT_OK
 from .options import add_interpolate_mode, non_negative_int, positive_int
@@ -23,7 +24,9 @@ def run(args) -> int:
                   f"T={r['temperature']}, model {r['model']})")
             print(f"{'k':>5}  {'top-1':>7}  {'top-5':>7}")
             for row in r["results"]:
-                print(f"{row['k']:>5}  {100 * row['top1']:6.2f}%  {100 * row['top5']:6.2f}%")
+                top5 = f"{100 * row['top5']:6.2f}%" if row["top5"] is not None else f"{'—':>7}"
+                print(f"{row['k']:>5}  {100 * row['top1']:6.2f}%  {top5}")
+        _warn(r["warnings"])
         return EXIT_OK
     r = eval_linear(args.train, args.val, args.model, augment=args.augment, epochs=args.epochs,
                     batch_size=args.batch_size, logreg=args.logreg, seed=args.seed, **common)
@@ -46,7 +49,13 @@ def run(args) -> int:
         if "logistic_regression" in r:
             lr = r["logistic_regression"]
             print(f"logistic regression: C={lr['best_C']:.2e} → validation accuracy {100 * lr['val_accuracy']:.2f}%")
+        _warn(r["warnings"])
     return EXIT_OK
+
+
+def _warn(warnings: list[str]) -> None:
+    for text in warnings:
+        print(f"warning: {text}", file=sys.stderr)
 
 
 def register(sub) -> None:

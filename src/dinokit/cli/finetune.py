@@ -23,7 +23,7 @@ def run(args) -> int:
             print(f"nothing new to train: {args.output} holds these settings trained for {args.epochs} epochs "
                   "(more --epochs continue it)")
         print(f"trained on {result['train_images']} images of {len(result['classes'])} classes in {result['seconds']}s"
-              + (f"; validation accuracy {acc:.3f} (chance {result['chance']:.3f})" if acc is not None else "")
+              + (f"; validation accuracy {100 * acc:.2f}% (chance {100 * result['chance']:.2f}%)" if acc is not None else "")
               + f" → {args.output}")
     return EXIT_OK
 

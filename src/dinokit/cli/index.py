@@ -3,18 +3,22 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
-from ..embeddings.index import INDEX_KINDS
+from ..embeddings.index import INDEX_FILE, INDEX_KINDS
 from ..errors import EXIT_OK
 
 
 def run(args) -> int:
     from ..features import build_index
 
+    replaced = (Path(args.output) / INDEX_FILE).is_file()
     meta = build_index(args.embeddings, args.output, kind=args.kind)
     if meta["unusable"]:
         print(f"left out {meta['unusable']} embeddings that are NaN, infinite or all zeros "
               f"(e.g. {meta['unusable_examples'][0]})", file=sys.stderr)
+    if replaced:
+        print(f"replaced the index that was at {args.output}", file=sys.stderr)
     print(json.dumps(meta, indent=2) if args.json else f"indexed {meta['count']} embeddings ({meta['kind']}) → {args.output}")
     return EXIT_OK
 

@@ -1,6 +1,7 @@
 """`dinokit depth`, `dinokit segment` and `dinokit match`: images in, pictures and raw arrays out."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,11 @@ def write_depth(images, output, model="dinov2_vits14_nyu_dpt", *, backbone=None,
         if raw_format == "npy":
             np.save(out / f"{stem}_depth.npy", d.astype(np.float32))
         else:
-            Image.fromarray(np.clip(d * DEPTH_PNG_SCALE, 0, 65535).astype(np.uint16)).save(out / f"{stem}_depth16.png")
+            raw = np.clip(d * DEPTH_PNG_SCALE, 0, 65535).astype(np.uint16)
+            if not raw.any():  # depths below 1/256 m round to 0: an empty picture must not pass silently
+                warnings.warn(f"{path}: every depth is below 1/{DEPTH_PNG_SCALE} m, so {stem}_depth16.png is all zeros; "
+                              "use --raw npy for float metres", stacklevel=2)
+            Image.fromarray(raw).save(out / f"{stem}_depth16.png")
         written.append(out / f"{stem}_depth.png")
     return written
 

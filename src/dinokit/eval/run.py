@@ -43,9 +43,29 @@ def eval_knn(train, val, model="dinov2_vits14", *, ks=(10, 20, 100, 200), temper
     va = _load(net, model, val, val_labels, classes=tr.classes, **kw)
     if va.classes != tr.classes:
         raise ValueError(f"validation classes {va.classes} differ from training classes {tr.classes}")
-    rows = knn_eval(tr.final_cls(), tr.labels, va.final_cls(), va.labels, len(tr.classes), ks, temperature)
+    used, warnings = knn_ks(ks, len(tr.labels), len(tr.classes))
+    rows = knn_eval(tr.final_cls(), tr.labels, va.final_cls(), va.labels, len(tr.classes), used, temperature)
+    if len(tr.classes) <= 5:  # every class is in the top 5: the column says nothing
+        rows = [{**row, "top5": None} for row in rows]
     return {"protocol": "knn", "model": str(model), "temperature": temperature, "train_images": len(tr.labels),
-            "val_images": len(va.labels), "classes": len(tr.classes), "results": rows}
+            "val_images": len(va.labels), "classes": len(tr.classes), "results": rows, "warnings": warnings}
+
+
+def knn_ks(ks, train_images: int, classes: int) -> tuple[list[int], list[str]]:
+    """The k values the protocol can use (a k above the training-set size votes with every image: it is
+    clipped to that size, once), and what a reader of the table must know."""
+    used = sorted({min(k, train_images) for k in ks})
+    warnings = []
+    clipped = sorted(k for k in ks if k > train_images)
+    if clipped:
+        warnings.append(f"k {', '.join(map(str, clipped))} exceed the {train_images} training images: clipped to "
+                        f"{train_images} (every image votes)")
+    if classes <= 5:
+        warnings.append(f"top-5 accuracy is 100% by construction with {classes} classes: not reported")
+    return used, warnings
+
+
+MIN_HOLDOUT = 50  # held-out images below which the linear probe's model selection is a coin toss
 
 
 def eval_linear(train, val, model="dinov2_vits14", *, augment: int = 0, epochs: int = 100, batch_size: int = 256,
@@ -65,7 +85,11 @@ def eval_linear(train, val, model="dinov2_vits14", *, augment: int = 0, epochs: 
     va = _load(net, model, val, classes=views[0].classes, **kw)
     result = linear_probe(views, va, epochs=epochs, batch_size=batch_size, seed=seed)
     out = {"protocol": "linear", "model": str(model), "classes": len(va.classes), "val_images": len(va.labels),
-           "augmentation": f"{augment} cached augmented views" if augment else "cached centre crops", **result}
+           "augmentation": f"{augment} cached augmented views" if augment else "cached centre crops", **result,
+           "warnings": []}
+    if result["holdout_images"] < MIN_HOLDOUT:
+        out["warnings"].append(f"the learning rate, blocks and pooling are chosen on {result['holdout_images']} held-out "
+                               f"images (10% of the training set): the choice is noisy below {MIN_HOLDOUT}")
     if logreg:
         out["logistic_regression"] = logistic_regression(views[0] if not augment else _load(net, model, train, **kw),
                                                          va, seed=seed)

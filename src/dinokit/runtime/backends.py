@@ -179,6 +179,26 @@ def cpu_bf16_works() -> bool:
     return _child_survives(_BF16_PROBE)
 
 
+def require_device(device) -> torch.device:
+    """The torch device of a `--device` value, or a `BackendError` saying why it cannot run here (an unknown
+    name, CUDA asked on a machine where none is visible, an index past the GPUs there are)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise BackendError(f"--device {device!r} is not a device torch knows ({e}); use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise BackendError(f"--device {device}: no CUDA GPU is visible on this machine (torch {torch.__version__}, "
+                               f"{built}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BackendError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                               f"numbered from 0")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise BackendError(f"--device {device}: Apple's MPS is not available here; use --device cpu")
+    return dev
+
+
 def require_cpu_bf16() -> None:
     """BackendError unless a bf16 matrix multiply survived in a child process."""
     if not cpu_bf16_works():

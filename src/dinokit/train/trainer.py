@@ -179,6 +179,13 @@ RESUMABLE_CHANGES = ("train.output_dir", "train.num_workers", "train.max_steps",
                      "evaluation.knn_every", "evaluation.knn_train", "evaluation.knn_val", "evaluation.knn_k")
 
 
+def _checkpoint_step(path: Path) -> int | str:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["step"]
+    except Exception:  # an unreadable checkpoint is still a run not to overwrite
+        return "unknown"
+
+
 def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True) -> TrainResult:
     rank, world = rank_and_world()
     if world > 1:
@@ -207,6 +214,9 @@ def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True
     arch = build(cfg).to(device)
     start, state = 0, None
     ckpt_path = out / "checkpoint.pth"
+    if not resume and ckpt_path.is_file():  # never start over silently on top of a run
+        raise UsageError(f"{out} holds a run (checkpoint at step {_checkpoint_step(ckpt_path)}); --resume continues "
+                         "it, or choose another output (or remove it) to start over")
     if resume and ckpt_path.is_file():
         if (out / "config.yaml").is_file():  # a resumed run continues the same run, or it is refused
             refuse_changed_settings(out, flat_settings(read_yaml(out / "config.yaml") or {}), flat_settings(cfg),
@@ -218,6 +228,9 @@ def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True
             raise UsageError(f"{ckpt_path} holds another architecture than this config builds "
                              f"({str(e).splitlines()[0]}); choose another output") from None
         start = state["step"]
+        if start >= stop:
+            raise UsageError(f"{out} has already finished: its checkpoint is at step {start} of {stop}; raise "
+                             f"train.max_steps (or optim.epochs in a new output) to train further")
     model = _wrap(arch, cfg, world, device)  # before the optimizer: FSDP replaces the parameters
     sharded = world > 1 and cfg["distributed"]["strategy"] == "fsdp"
     groups = fuse(param_groups(arch.student["backbone"], cfg["optim"]["layerwise_decay"],

@@ -242,7 +242,8 @@ class PretrainedMixin:
         arch = self.hf_architecture
         if self.config.num_register_tokens:
             arch = arch.replace("Dinov2", "Dinov2WithRegisters", 1)
-        config = self.config.replace(dtype=str(self.dtype).removeprefix("torch."))
+        # the mode in effect is written out, so that the folder reloads with the same numbers at every size
+        config = self.config.replace(dtype=str(self.dtype).removeprefix("torch."), interpolate_mode=self.interpolate_mode)
         config.to_json_file(folder / CONFIG_NAME, architectures=[arch])
         return folder
 
