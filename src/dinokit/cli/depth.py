@@ -12,7 +12,8 @@ def run(args) -> int:
 
     written = write_depth(args.images, args.output, args.model, backbone=args.backbone, raw_format=args.raw,
                           short_side=args.short_side or None, device=args.device)
-    print(f"{len(written)} depth pictures → {os.path.join(os.path.normpath(args.output), '')} (<name>_depth.png, raw: <name>_depth"
+    folder = os.path.join(os.path.normpath(args.output), "")  # one trailing separator, however it was typed
+    print(f"{len(written)} depth pictures → {folder} (<name>_depth.png, raw: <name>_depth"
           + (".npy, metres)" if args.raw == "npy" else "16.png, metres × 256)"))
     return EXIT_OK
 
