@@ -133,3 +133,23 @@ def test_index_says_it_replaced_an_index(tmp_path, capsys):
     (tmp_path / "notes" / "mine.txt").write_text("not an index")
     assert main(["index", str(tmp_path / "e.parquet"), "-o", str(tmp_path / "notes")]) == 2  # never replaces a stranger
     assert (tmp_path / "notes" / "mine.txt").read_text() == "not an index"
+
+
+def test_every_option_says_what_it_does_and_its_default(capsys):
+    import argparse
+
+    from dinokit.cli import _all_parsers, main
+
+    missing = [f"{parser.prog} {action.option_strings or action.dest}" for parser in _all_parsers(build_parser())
+               for action in parser._actions
+               if not action.help and not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))]
+    assert not missing, missing
+    assert main(["embed", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: cls)" in text and "(default: dinov2_vits14)" in text
+    for args, model in ((["classify"], "dinov2_vits14_lc"), (["depth"], "dinov2_vits14_nyu_dpt"),
+                        (["viz", "pca"], "dinov2_vits14"), (["finetune"], "dinov2_vits14")):
+        assert main([*args, "--help"]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert f"(default: {model})" in out, args
+    assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("dinokit ")

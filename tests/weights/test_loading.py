@@ -63,7 +63,7 @@ for name in ("facebook/dinov2-base", "dinov2_vitb14_reg"):
     assert result.returncode == 0, result.stderr
     errors = [line for line in result.stdout.splitlines() if line.startswith("ERR")]
     assert len(errors) == 2
-    assert "facebook/dinov2-base/config.json" in errors[0] and "huggingface-cli download" in errors[0]
+    assert "facebook/dinov2-base/config.json" in errors[0] and "dinokit download facebook/dinov2-base" in errors[0] and "huggingface-cli" not in errors[0]
     assert "dinov2_vitb14_reg4_pretrain.pth" in errors[1] and "HF_HUB_OFFLINE" in errors[1]
     assert "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_reg4_pretrain.pth" in errors[1]
 

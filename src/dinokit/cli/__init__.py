@@ -14,6 +14,7 @@ from . import (
     curate,
     dedup,
     depth,
+    download,
     embed,
     eval,
     export,
@@ -31,20 +32,53 @@ from . import (
 )
 from .options import is_main_process
 
-COMMANDS = (models, info, samples, embed, index, search, dedup, viz, classify, finetune, eval, curate, depth,
+COMMANDS = (models, download, info, samples, embed, index, search, dedup, viz, classify, finetune, eval, curate, depth,
             segment, train_seg, match, train, bench, export)
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FATAL", "EXIT_USAGE", "EXIT_PARTIAL"]
 
 
+class HelpWithDefaults(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already says it or there is none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if default in (None, False, argparse.SUPPRESS) or "default" in text or "%(default)" in text or not action.option_strings:
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dinokit", description="DINOv2 models, features and tools")
+    parser = argparse.ArgumentParser(prog="dinokit", description="DINOv2 models, features and tools",
+                                     formatter_class=HelpWithDefaults)
+    parser.add_argument("--version", action="version", version=f"dinokit {_version()}")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error (anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(sub)
+    for command_parser in _all_parsers(parser):
+        command_parser.formatter_class = HelpWithDefaults
     return parser
+
+
+def _all_parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _all_parsers(child)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dinokit")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
             require_device(args.device)
         return args.func(args)
+    except BrokenPipeError:  # `dinokit models | head`: the reader left; not an error
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
     except Exception as e:
         status = exit_status(e)
         if status is None or debug:

@@ -54,7 +54,7 @@ def register(sub) -> None:
     q = cu.add_parser("pipeline", help="run the steps of a YAML file; writes paths.txt, curated.parquet, report")
     q.add_argument("config", help="YAML: pool, output, steps (see docs/curation.md)")
     q.add_argument("-o", "--output", help="output folder (default: the YAML's output)")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--json", action="store_true", help="print the result as JSON")
     q.set_defaults(func=run)
     for name, text in (("dedup", "keep one image per group of near-duplicates"),
                        ("decontaminate", "remove near-duplicates of protected (evaluation) images"),
@@ -64,7 +64,7 @@ def register(sub) -> None:
         q.add_argument("embeddings", nargs="+",
                        help="embeddings (`dinokit embed` output folder or Parquet)")
         q.add_argument("-o", "--output", required=True, help="Parquet file of the kept images")
-        q.add_argument("--json", action="store_true")
+        q.add_argument("--json", action="store_true", help="print the result as JSON")
         q.set_defaults(func=run)
         if name in ("dedup", "decontaminate"):
             q.add_argument("--threshold", type=float, help="cosine similarity of a near-duplicate (default 0.95)")
@@ -77,15 +77,16 @@ def register(sub) -> None:
     cu.choices["decontaminate"].add_argument("--protected", nargs="+", required=True, help="embeddings of protected sets")
     r = cu.choices["retrieve"]
     r.add_argument("--seeds", required=True, help="embeddings of the curated seed images")
-    r.add_argument("--mode", choices=MODES)
+    r.add_argument("--mode", choices=MODES,
+                   help="sample: neighbours of each seed; cluster: clusters with seeds (default: sample)")
     r.add_argument("--n", type=positive_int, help="sample mode: neighbours per seed (4)")
     r.add_argument("--clusters", type=positive_int, help="cluster mode: k-means clusters (default √N)")
     r.add_argument("--per-cluster", type=positive_int, help="cluster mode: images kept per cluster with seeds (100)")
     r.add_argument("--min-score", type=float, help="sample mode: least cosine similarity to the seed")
-    r.add_argument("--seed", type=int)
+    r.add_argument("--seed", type=int, help="random seed (default 0)")
     b = cu.choices["balance"]
     b.add_argument("--target", type=positive_int, required=True, help="how many images to keep")
     b.add_argument("--levels", type=positive_int, nargs="+", help="clusters per level, fine to coarse (default: √N, then √N/3)")
     b.add_argument("--strategy", choices=STRATEGIES, help="which images inside a cluster (random)")
-    b.add_argument("--iterations", type=positive_int)
-    b.add_argument("--seed", type=int)
+    b.add_argument("--iterations", type=positive_int, help="k-means iterations per level (default 20)")
+    b.add_argument("--seed", type=int, help="random seed (default 0)")

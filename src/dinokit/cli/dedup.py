@@ -28,7 +28,7 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("dedup", help="groups of near-duplicate images in an embeddings file")
-    p.add_argument("embeddings")
-    p.add_argument("--threshold", type=float, default=0.95, help="cosine similarity (default 0.95)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("embeddings", help="embeddings folder or Parquet file (`dinokit embed`)")
+    p.add_argument("--threshold", type=float, default=0.95, help="least cosine similarity of two copies")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)

@@ -42,10 +42,12 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", help="folders (recursive), text files with one path per line, or images")
     p.add_argument("-o", "--output", required=True, help="output folder of Parquet shards (e.g. photos.parquet)")
     p.add_argument("--model", default="dinov2_vits14", help="name, Hugging Face id, folder or checkpoint file")
-    p.add_argument("--pooling", default="cls", choices=POOLINGS)
+    p.add_argument("--pooling", default="cls", choices=POOLINGS,
+                   help="cls: the CLS token after the final norm; mean: the patch tokens' mean; cls+mean: both")
     p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
-    p.add_argument("--image-size", type=positive_int, help="crop size (the short side is resized to 256/224 of it)")
-    p.add_argument("--batch-size", type=positive_int, help="default: 8 on CPU, 64 on GPU")
+    p.add_argument("--image-size", type=positive_int, help="crop size (default 224; the short side is resized to 256/224 of it)")
+    p.add_argument("--batch-size", type=positive_int,
+                   help="images per forward pass (default: 4 per CPU thread, at least 8; 64 on GPU)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16 (GPU)")
     p.add_argument("--num-workers", type=non_negative_int, help="image decoding processes (default: min(4, cores))")

@@ -19,9 +19,9 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="ONNX, TorchScript or torch.export program, verified against PyTorch")
-    p.add_argument("model")
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("model", help="published name, Hugging Face id, folder or checkpoint file")
+    p.add_argument("--format", required=True, choices=FORMATS, help="file format")
+    p.add_argument("-o", "--output", required=True, help="output file")
     p.add_argument("--image-size", type=positive_int, default=224, help="square input size (batch stays dynamic)")
     add_interpolate_mode(p)
     p.set_defaults(func=run)

@@ -25,8 +25,8 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("index", help="build a FAISS index (cosine) from embeddings")
-    p.add_argument("embeddings")
+    p.add_argument("embeddings", help="embeddings folder or Parquet file (`dinokit embed`)")
     p.add_argument("-o", "--output", required=True, help="index folder")
     p.add_argument("--kind", default="auto", choices=INDEX_KINDS, help="auto: exact below 100k vectors")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)

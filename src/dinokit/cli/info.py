@@ -19,7 +19,7 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="load a model (name, folder or file) and print its configuration")
-    p.add_argument("model")
+    p.add_argument("model", help="published name, Hugging Face id, folder or checkpoint file")
     add_interpolate_mode(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)

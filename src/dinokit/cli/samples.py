@@ -14,5 +14,5 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("samples", help="write a few sample photos into a folder (to try the other commands)")
-    p.add_argument("folder")
+    p.add_argument("folder", help="where to write the five sample photos")
     p.set_defaults(func=run)

@@ -26,9 +26,9 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("search", help="nearest images of a query image (or a text file of query images)")
-    p.add_argument("query", nargs="+")
-    p.add_argument("--index", required=True)
-    p.add_argument("-k", type=positive_int, default=10)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("query", nargs="+", help="query images, folders or text files of paths")
+    p.add_argument("--index", required=True, help="index folder (`dinokit index`)")
+    p.add_argument("-k", type=positive_int, default=10, help="hits per query")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)

@@ -32,5 +32,5 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", help="output folder (default: train.output_dir)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pth")
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)

@@ -14,12 +14,17 @@ def cluster_size_plot(before: list[int], after: list[int], path, title: str = ""
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     for sizes, label in ((before, "before"), (after, "after")):
-        ax.plot(range(1, len(sizes) + 1), sorted(sizes, reverse=True), marker=".", label=f"{label} ({sum(sizes)} images)")
-    ax.set_yscale("symlog")
-    ax.set_xlabel("cluster (largest first)")
+        ranked = sorted((n for n in sizes if n > 0), reverse=True)
+        ax.plot(range(1, len(ranked) + 1), ranked, marker=".", label=f"{label} ({sum(sizes)} images)")
+    ax.set_yscale("log")  # sizes are ≥ 1 after dropping empty clusters; log ticks at every decade, 2 and 5
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # cluster ranks are whole numbers
+    ax.set_xlabel("cluster rank (largest first)")
     ax.set_ylabel("images")
     ax.set_title(title or "finest-level cluster sizes")
     ax.legend()

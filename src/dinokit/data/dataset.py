@@ -25,6 +25,10 @@ class ImageFiles(Dataset):
     `dataset[i]` is a `LoadedImage`; iterating yields `(tensor, path)` for the good files and collects
     `(path, reason)` of the bad ones in `failures`, which starts with what the folder listing could not
     look at (`scan_images`' problems). With a DataLoader, use `collate_images`.
+
+    `len()` is the number of files listed, good or bad: a file is known to be bad only once it is read
+    (decoding every file twice to count them would double the work of a job), and a DataLoader needs
+    fixed indices. After one pass, every listed path not named in `failures` was good.
     """
 
     def __init__(self, inputs, transform: Callable, *, recursive: bool = True, max_pixels: int | None = None,

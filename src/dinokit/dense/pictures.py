@@ -29,18 +29,27 @@ def mask_picture(image: Image.Image, mask: np.ndarray, class_names: list[str], a
     image = image.convert("RGB").resize(coloured.size)
     blended = Image.blend(image, coloured, alpha)
     present = [int(c) for c in np.unique(mask) if 0 <= c < len(class_names)]
-    row = 18
-    legend_h = row * len(present) + 8
+    font = label_font(image.height)  # the legend grows with the picture: readable at 1411 px as at 224
+    size = font.size
+    row = round(size * 1.5)
+    legend_h = row * len(present) + size // 2
     out = Image.new("RGB", (image.width * 2, max(image.height, 1) + legend_h), "white")
     out.paste(image, (0, 0))
     out.paste(blended, (image.width, 0))
     draw = ImageDraw.Draw(out)
     for i, c in enumerate(present):
-        y = image.height + 4 + i * row
-        draw.rectangle([6, y, 6 + 14, y + 12], fill=tuple(int(v) for v in colours[c]), outline="black")
+        y = image.height + size // 4 + i * row
+        draw.rectangle([size // 2, y, size // 2 + size, y + size], fill=tuple(int(v) for v in colours[c]), outline="black")
         share = 100 * float((mask == c).mean())
-        draw.text((28, y), f"{class_names[c]} ({share:.0f}%)", fill="black")
+        draw.text((2 * size, y), f"{class_names[c]} ({share:.0f}%)", fill="black", font=font)
     return out
+
+
+def label_font(height: int):
+    """Pillow's scalable default font at about 1/40 of a picture's height (at least 12 px)."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=max(12, height // 40))
 
 
 def match_picture(image_a: Image.Image, image_b: Image.Image, points_a: np.ndarray, points_b: np.ndarray,

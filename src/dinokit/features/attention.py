@@ -32,16 +32,27 @@ def cls_attention_maps(model, image: Image.Image, size: int = 448) -> np.ndarray
 
 
 def attention_figure(model, image_path, size: int = 448) -> Image.Image:
-    """The input, then one heat map per head, in a row (wrapped every 4 heads)."""
+    """The input on the left, then one labelled heat map per head in a grid that the heads fill exactly
+    (columns: the smallest divisor of the head count at or above its square root: 6 heads → 3 × 2)."""
+    from PIL import ImageDraw
+
+    from ..dense.pictures import label_font
+
     image = load_image(image_path)
     maps = cls_attention_maps(model, image, size)
-    tile_h = 224
+    heads, gap, tile_h = len(maps), 4, 224
+    cols = next(c for c in range(1, heads + 1) if heads % c == 0 and c * c >= heads)
+    rows = heads // cols
     tile_w = max(1, round(image.width * tile_h / image.height))
-    tiles = [image.resize((tile_w, tile_h), Image.BICUBIC)]
-    tiles += [Image.fromarray(colorize(m)).resize((tile_w, tile_h), Image.NEAREST) for m in maps]
-    cols = min(len(tiles), 5)
-    rows = -(-len(tiles) // cols)
-    canvas = Image.new("RGB", (cols * (tile_w + 4) - 4, rows * (tile_h + 4) - 4), (255, 255, 255))
-    for i, tile in enumerate(tiles):
-        canvas.paste(tile, ((i % cols) * (tile_w + 4), (i // cols) * (tile_h + 4)))
+    grid_h = rows * tile_h + (rows - 1) * gap
+    left_w = max(1, round(image.width * grid_h / image.height))
+    canvas = Image.new("RGB", (left_w + gap + cols * (tile_w + gap) - gap, grid_h), (255, 255, 255))
+    canvas.paste(image.resize((left_w, grid_h), Image.BICUBIC), (0, 0))
+    draw, font = ImageDraw.Draw(canvas), label_font(tile_h * 2)
+    for i, m in enumerate(maps):
+        x, y = left_w + gap + (i % cols) * (tile_w + gap), (i // cols) * (tile_h + gap)
+        canvas.paste(Image.fromarray(colorize(m)).resize((tile_w, tile_h), Image.NEAREST), (x, y))
+        box = draw.textbbox((x + 4, y + 2), f"head {i}", font=font)
+        draw.rectangle([box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1], fill=(0, 0, 0))
+        draw.text((x + 4, y + 2), f"head {i}", fill=(255, 255, 255), font=font)
     return canvas

@@ -23,9 +23,15 @@ from .checkpoint import (
     read_state_dict,
 )
 from .dense import official_dpt_head_to_dinokit, official_linear_head_to_dinokit, split_hf_dpt
-from .download import hub_file, url_file
+from .download import hub_file, url_files
 from .formats import to_dinokit
-from .names import DEPTH_DATASETS, official_depth_head_url, official_segmentation_head_url, parse_dense_name
+from .names import (
+    DEPTH_DATASETS,
+    official_depth_head_url,
+    official_segmentation_head_url,
+    official_url,
+    parse_dense_name,
+)
 
 
 @dataclass
@@ -50,7 +56,8 @@ class SegmentationSource:
 def resolve_depth(source, *, backbone=None, max_depth: float | None = None) -> DepthSource:
     parsed = parse_dense_name(str(source))
     if parsed and parsed["task"] == "depth":
-        head_file = url_file(official_depth_head_url(parsed["size"], parsed["dataset"], parsed["kind"]))
+        head_file = _official_files(official_depth_head_url(parsed["size"], parsed["dataset"], parsed["kind"]),
+                                    parsed["size"], backbone)
         return _official_depth(head_file, backbone or f"dinov2_vit{parsed['size']}14",
                                max_depth or DEPTH_DATASETS[parsed["dataset"]], str(source))
     path = Path(source)
@@ -73,6 +80,12 @@ def resolve_depth(source, *, backbone=None, max_depth: float | None = None) -> D
                        hf_config=config, backbone_state=to_dinokit(backbone_sd, "hf"))
 
 
+def _official_files(head_url: str, size: str, backbone) -> Path:
+    """The head file of an official dense name, fetched together with its official backbone (unless
+    another backbone is given), so that a missing pair is reported at once; returns the head's path."""
+    return url_files([head_url] + ([] if backbone is not None else [official_url(size, False)]))[0]
+
+
 def _official_depth(head_file, backbone, max_depth: float, source: str) -> DepthSource:
     raw = read_state_dict(head_file)
     if any("conv_depth.head" in k for k in raw.get("state_dict", raw)):
@@ -89,8 +102,9 @@ def resolve_segmentation(source, *, backbone=None) -> SegmentationSource:
         return SegmentationSource(load_file(str(path / HEAD_WEIGHTS_NAME)), backbone or meta["backbone"], str(path), meta)
     parsed = parse_dense_name(str(source))
     if parsed and parsed["task"] == "segmentation":
+        path = _official_files(official_segmentation_head_url(parsed["size"], parsed["dataset"], parsed["kind"]),
+                               parsed["size"], backbone)
         backbone = backbone or f"dinov2_vit{parsed['size']}14"
-        path = url_file(official_segmentation_head_url(parsed["size"], parsed["dataset"], parsed["kind"]))
     elif not path.is_file():
         raise ValueError(f"{source!r} is not a segmentation head folder, head file or official name "
                          f"(e.g. dinov2_vits14_ade20k_linear, dinov2_vits14_voc2012_ms)")

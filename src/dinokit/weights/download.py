@@ -44,10 +44,27 @@ def hub_file(repo_id: str, filename: str, *, required: bool = True, **hub_option
         reason = e
     raise WeightsNotAvailableError(
         f"{repo_id}/{filename} is not in the Hugging Face cache ({options.get('cache_dir') or _hf_cache_dir()}) and could not be "
-        f"downloaded{' (HF_HUB_OFFLINE is set)' if offline() else ''}: {reason}. On a machine with network "
-        f"run `huggingface-cli download {repo_id}`, or pass a local folder (config.json + model.safetensors) "
-        f"or a checkpoint file instead of the name."
+        f"downloaded{' (HF_HUB_OFFLINE is set)' if offline() else ''}: {_first_line(reason)}. On a machine with "
+        f"network run `dinokit download {repo_id}` (or `hf download {repo_id}`), or pass a local folder "
+        f"(config.json + model.safetensors) or a checkpoint file instead of the name."
     )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def hub_repo(repo_id: str, **hub_options) -> Path:
+    """A whole Hugging Face repository's model files (config, weights, processor) in the hub cache."""
+    from huggingface_hub import snapshot_download
+
+    options = {k: v for k, v in hub_options.items() if v is not None and k != "subfolder"}
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt"], **options))
+    except Exception as e:  # offline, unknown repository, network: all mean the same to the user
+        raise WeightsNotAvailableError(f"{repo_id} could not be fetched into the Hugging Face cache "
+                                       f"({_hf_cache_dir()}): {_first_line(e)}") from None
 
 
 def _hf_cache_dir() -> str:
@@ -61,23 +78,45 @@ def _cached_snapshot_exists(repo_id: str, cache_dir=None) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
+def url_target(url: str) -> Path:
+    """Where `torch.hub.load_state_dict_from_url` keeps the file of `url`."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def url_files(urls: list[str], *, local_files_only: bool = False) -> list[Path]:
+    """Every file of a name that needs several (backbone and head): the cached ones as they are, the others
+    downloaded; when any cannot be had, one `WeightsNotAvailableError` lists each missing file with its
+    URL and the cache path to put it in (not just the first)."""
+    missing = [u for u in dict.fromkeys(urls) if not url_target(u).is_file()]
+    if missing and (offline() or local_files_only):
+        why = "local_files_only is set" if local_files_only else "HF_HUB_OFFLINE is set"
+        raise WeightsNotAvailableError(f"{_listing(missing)} not in the torch hub cache and {why}. "
+                                       f"{_where_to_put(missing)}")
+    failed = []
+    for url in missing:
+        target = url_target(url)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, str(target), progress=True)  # a temp file, then a rename
+        except Exception as e:  # urllib raises several types; all mean the same to the user
+            failed.append((url, e))
+    if failed:
+        raise WeightsNotAvailableError(f"could not download {_listing([u for u, _ in failed])} "
+                                       f"({_first_line(failed[0][1])}). {_where_to_put([u for u, _ in failed])}")
+    return [url_target(u) for u in urls]
+
+
+def _listing(urls: list[str]) -> str:
+    names = ", ".join(url_target(u).name for u in urls)
+    return f"{len(urls)} files ({names}) are" if len(urls) > 1 else f"1 file ({names}) is"
+
+
+def _where_to_put(urls: list[str]) -> str:
+    steps = "; ".join(f"{u} → {url_target(u)}" for u in urls)
+    return (f"On a machine with network, `dinokit download NAME` fetches them, or download each to its place: {steps}; "
+            "or pass local files instead of the name.")
+
+
 def url_file(url: str, *, local_files_only: bool = False) -> Path:
     """A published single-file checkpoint, cached where `torch.hub.load_state_dict_from_url` keeps it."""
-    target = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-    if target.is_file():
-        return target
-    if offline() or local_files_only:
-        why = "local_files_only is set" if local_files_only else "HF_HUB_OFFLINE is set"
-        raise WeightsNotAvailableError(
-            f"{target.name} is not in the torch hub cache ({target.parent}) and {why}. "
-            f"Download {url} to {target}, or pass the local file path instead of the name."
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(url, str(target), progress=True)  # writes a temp file, then renames
-    except Exception as e:  # urllib raises several types; all mean the same to the user
-        raise WeightsNotAvailableError(
-            f"could not download {url} ({e}). Download it to {target} on a machine with network, "
-            f"or pass the local file path instead of the name."
-        ) from None
-    return target
+    return url_files([url], local_files_only=local_files_only)[0]

@@ -91,3 +91,59 @@ def parse_dense_name(name: str) -> dict | None:
     if m:
         return {"task": "segmentation", "size": m[1], "dataset": m[2], "kind": m[3]}
     return None
+
+
+DPT_REPO = "facebook/dpt-dinov2-{word}-{dataset}"  # transformers' DPTForDepthEstimation on a DINOv2 backbone
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """A name any command accepts, what kind of model it gives, and every published file it needs: URLs
+    (cached by torch.hub) or `hf://owner/repo` (a Hugging Face repository, cached by huggingface_hub)."""
+
+    name: str
+    kind: str  # backbone, classifier, depth or segmentation
+    files: tuple[str, ...]
+
+
+KINDS = ("backbone", "classifier", "depth", "segmentation")
+
+
+def catalogue() -> list[CatalogueEntry]:
+    """Every published name, grouped by kind (the order of `KINDS`), with the files each one needs."""
+    entries = []
+    for name, s in MODEL_SOURCES.items():
+        if s.repo_id:
+            kind = "classifier" if "imagenet1k" in name else "backbone"
+            entries.append(CatalogueEntry(name, kind, (f"hf://{s.repo_id}",)))
+        elif s.linear_head:
+            entries.append(CatalogueEntry(name, "classifier", (s.url, official_head_url(s.size, s.registers, 4))))
+        else:
+            entries.append(CatalogueEntry(name, "backbone", (s.url,)))
+    for size, word in _SIZE_WORDS.items():
+        backbone = official_url(size, False)
+        for dataset in DEPTH_DATASETS:
+            for kind in ("linear", "linear4", "dpt"):
+                entries.append(CatalogueEntry(f"dinov2_vit{size}14_{dataset}_{kind}", "depth",
+                                              (backbone, official_depth_head_url(size, dataset, kind))))
+            repo = DPT_REPO.format(word=word, dataset=dataset)
+            entries.append(CatalogueEntry(repo, "depth", (f"hf://{repo}",)))
+        for alias, kind in (("ld", "linear4"), ("dd", "dpt")):
+            entries.append(CatalogueEntry(f"dinov2_vit{size}14_{alias}", "depth",
+                                          (backbone, official_depth_head_url(size, "nyu", kind))))
+        for dataset in SEGMENTATION_DATASETS:
+            for kind in ("linear", "ms"):
+                entries.append(CatalogueEntry(f"dinov2_vit{size}14_{dataset}_{kind}", "segmentation",
+                                              (backbone, official_segmentation_head_url(size, dataset, kind))))
+    return sorted(entries, key=lambda e: (KINDS.index(e.kind), e.name))
+
+
+def catalogue_entry(name: str) -> CatalogueEntry | None:
+    return next((e for e in catalogue() if e.name == name), None)
+
+
+def close_names(name: str, n: int = 3, cutoff: float = 0.8) -> list[str]:
+    """Published names a mistyped one is close to (`dinov2_vits41` → `dinov2_vits14`)."""
+    import difflib
+
+    return difflib.get_close_matches(name, [e.name for e in catalogue()], n=n, cutoff=cutoff)

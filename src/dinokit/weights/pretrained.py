@@ -21,10 +21,10 @@ from .checkpoint import (
     read_checkpoint,
     read_state_dict,
 )
-from .download import HUB_OPTIONS, hub_file, url_file
+from .download import HUB_OPTIONS, hub_file, url_files
 from .formats import to_hf
 from .labels import imagenet_id2label
-from .names import available_models, lookup, official_head_url
+from .names import lookup, official_head_url
 
 
 @dataclass
@@ -53,26 +53,58 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, head_layers: int | No
     name = str(name_or_path)
     source = lookup(name)
     if source is not None and source.url:
-        local_only = bool(hub.get("local_files_only"))
-        sd, _ = read_checkpoint(url_file(source.url, local_files_only=local_only))
+        layers = head_layers or 4
+        urls = [source.url, official_head_url(source.size, source.registers, layers)] if source.linear_head else [source.url]
+        files = url_files(urls, local_files_only=bool(hub.get("local_files_only")))  # all, or all that are missing
+        sd, _ = read_checkpoint(files[0])
         config = preset_config(source.size, source.registers)
         head = None
         if source.linear_head:
-            layers = head_layers or 4
-            head = read_state_dict(url_file(official_head_url(source.size, source.registers, layers),
-                                            local_files_only=local_only))
+            head = read_state_dict(files[1])
             config = with_linear_head(config, layers)
         return ResolvedCheckpoint(config, sd, head, source.interpolate_mode)
+    refuse_missing_path(name)
     if source is not None or name.count("/") == 1:
         repo_id = source.repo_id if source else name
         config = Dinov2Config.from_json_file(hub_file(repo_id, CONFIG_NAME, **hub))
         weights = hub_file(repo_id, SAFETENSORS_NAME, required=False, **hub) or hub_file(repo_id, PICKLE_NAME, **hub)
         sd, head = read_checkpoint(weights)
         return ResolvedCheckpoint(config, sd, head)
-    raise ValueError(
-        f"{name!r} is not a file, a folder, a Hugging Face repo id or a known model name. "
-        f"Known names: {', '.join(available_models())}"
-    )
+    raise ValueError(f"{name!r} is not a file, a folder, a Hugging Face repo id or a known model name"
+                     f"{did_you_mean(name)}; `dinokit models` lists the names")
+
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".json")
+
+
+def refuse_missing_path(name: str) -> None:
+    """A model argument written as a local path that does not exist is a `FileNotFoundError` at once, not
+    a Hugging Face repo id to try over the network (retries, then a message about the hub), and a near
+    miss of a published repo name says what it is close to."""
+    from .names import close_names
+
+    first = name.split("/")[0]
+    looks_local = (name.startswith((".", "/", "~")) or name.lower().endswith(CHECKPOINT_SUFFIXES)
+                   or ("/" in name and first not in ("", ".") and Path(first).is_dir()))
+    if looks_local:
+        raise FileNotFoundError(f"no such file or folder: {name}{did_you_mean(name)}")
+    near = [n for n in close_names(name, cutoff=0.85) if n != name]
+    if name.count("/") == 1 and near and lookup(name) is None and not _in_hub_cache(name):
+        raise ValueError(f"{name!r} is not a published name{did_you_mean(name)}; a Hugging Face repo of that name "
+                         "is not in the cache either (pass it as a local folder, or fetch it with `dinokit download`)")
+
+
+def did_you_mean(name: str) -> str:
+    from .names import close_names
+
+    near = [n for n in close_names(name) if n != name]
+    return f" (did you mean {' or '.join(near)}?)" if near else ""
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from .download import _cached_snapshot_exists
+
+    return _cached_snapshot_exists(repo_id)
 
 
 def model_identity(name_or_path: str | os.PathLike) -> str:
@@ -126,12 +158,15 @@ def config_from_pretrained(name_or_path, **kwargs) -> Dinov2Config:
         if source is not None and source.url:
             config = preset_config(source.size, source.registers, interpolate_mode=source.interpolate_mode)
             config = with_linear_head(config, 4) if source.linear_head else config
-        elif source is not None or str(name_or_path).count("/") == 1:
-            config = Dinov2Config.from_json_file(hub_file(source.repo_id if source else str(name_or_path),
-                                                          CONFIG_NAME, **hub))
+        elif source is not None:
+            config = Dinov2Config.from_json_file(hub_file(source.repo_id, CONFIG_NAME, **hub))
         else:
-            raise ValueError(f"{str(name_or_path)!r} is not a file, a folder, a Hugging Face repo id or a known "
-                             f"model name. Known names: {', '.join(available_models())}")
+            name = str(name_or_path)
+            refuse_missing_path(name)
+            if name.count("/") != 1:
+                raise ValueError(f"{name!r} is not a file, a folder, a Hugging Face repo id or a known model name"
+                                 f"{did_you_mean(name)}; `dinokit models` lists the names")
+            config = Dinov2Config.from_json_file(hub_file(name, CONFIG_NAME, **hub))
     return config.replace(**overrides) if overrides else config
 
 
