@@ -153,3 +153,20 @@ def test_every_option_says_what_it_does_and_its_default(capsys):
         out = " ".join(capsys.readouterr().out.split())
         assert f"(default: {model})" in out, args
     assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("dinokit ")
+
+
+def test_help_listing_and_argument_errors_load_no_torch():
+    """`dinokit --help`, `models`, `--version` and a mistyped option answer without importing torch (the
+    packages load their names on first use; 5.4 s → 0.2 s on the 2-core CI host, measured in the note)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom dinokit.cli import main\n"
+            "for args in (['--help'], ['models'], ['--version'], ['embed', 'x', '--bogus'], ['curate', 'dedup', 'e', '-o', 'o', '--k', '0']):\n"
+            "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
+            "print('torch loaded' if 'torch' in sys.modules else 'no torch')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "no torch"
+    import dinokit  # and the library's names still load on first use
+    assert dinokit.Dinov2Model.__name__ == "Dinov2Model" and callable(dinokit.curate.dedup) and callable(dinokit.embed)

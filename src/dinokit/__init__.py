@@ -1,49 +1,19 @@
 """dinokit: DINOv2 models, weights in every published format, and the jobs built on their features."""
-from .data import AutoImageProcessor, Dinov2ImageProcessor, ImageFiles, ImageLoadError, load_image
-from .models import BaseModelOutputWithPooling, Dinov2Config, Dinov2WithRegistersConfig, preset_config
-from .pretrained import (
-    AutoBackbone,
-    AutoConfig,
-    AutoModel,
-    AutoModelForImageClassification,
-    Dinov2Backbone,
-    Dinov2ForImageClassification,
-    Dinov2Model,
-    MMPretrainFeatureModel,
-    dinov2_vitb14,
-    dinov2_vitb14_lc,
-    dinov2_vitb14_reg,
-    dinov2_vitb14_reg_lc,
-    dinov2_vitg14,
-    dinov2_vitg14_lc,
-    dinov2_vitg14_reg,
-    dinov2_vitg14_reg_lc,
-    dinov2_vitl14,
-    dinov2_vitl14_lc,
-    dinov2_vitl14_reg,
-    dinov2_vitl14_reg_lc,
-    dinov2_vits14,
-    dinov2_vits14_lc,
-    dinov2_vits14_reg,
-    dinov2_vits14_reg_lc,
-    get_model,
-    load_model,
-)
-from .runtime import accelerate, fast_path
-from .weights import CheckpointMismatchError, WeightsNotAvailableError, available_models
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-_JOBS = {"embed": "features", "search": "features", "dedup": "features", "build_index": "features"}
-
-
-def __getattr__(name: str):
-    """The jobs load on first use: `import dinokit` stays light (no pyarrow or faiss until a job needs them)."""
-    if name in _JOBS:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_JOBS[name]}", __name__), name)
-    raise AttributeError(f"module 'dinokit' has no attribute {name!r}")
+_EXPORTS = {  # module → the names it gives the package, imported on first use
+    ".data": ["AutoImageProcessor", "Dinov2ImageProcessor", "ImageFiles", "ImageLoadError", "load_image"],
+    ".models": ["BaseModelOutputWithPooling", "Dinov2Config", "Dinov2WithRegistersConfig", "preset_config"],
+    ".pretrained": ["AutoBackbone", "AutoConfig", "AutoModel", "AutoModelForImageClassification", "Dinov2Backbone",
+                    "Dinov2ForImageClassification", "Dinov2Model", "MMPretrainFeatureModel", "get_model", "load_model",
+                    *(f"dinov2_vit{size}14{reg}{lc}" for size in "sblg" for reg in ("", "_reg") for lc in ("", "_lc"))],
+    ".runtime": ["accelerate", "fast_path"],
+    ".weights": ["CheckpointMismatchError", "WeightsNotAvailableError", "available_models"],
+    ".features": ["embed", "search", "dedup", "build_index"],
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "embed", "search", "dedup", "build_index", "accelerate", "fast_path",

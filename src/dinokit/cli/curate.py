@@ -5,10 +5,8 @@ import json
 import os
 import sys
 
-from ..curate.balance import STRATEGIES
-from ..curate.dedup import KEEP
-from ..curate.retrieve import MODES
-from ..embeddings.index import INDEX_KINDS
+from ..curate import KEEP, MODES, STRATEGIES
+from ..embeddings import INDEX_KINDS
 from ..errors import EXIT_OK
 from .options import positive_int
 

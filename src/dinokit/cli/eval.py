@@ -59,7 +59,7 @@ def _warn(warnings: list[str]) -> None:
 
 
 def register(sub) -> None:
-    from ..eval.run import DEFAULT_CACHE
+    from ..eval import DEFAULT_CACHE
 
     p = sub.add_parser("eval", help="the paper's k-NN and linear-probe protocols on an image folder")
     ev = p.add_subparsers(dest="protocol", required=True)

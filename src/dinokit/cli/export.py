@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import EXIT_FATAL, EXIT_OK
-from ..runtime.export import FORMATS
+from ..runtime import FORMATS
 from .options import add_interpolate_mode, positive_int
 
 

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..embeddings.index import INDEX_FILE, INDEX_KINDS
+from ..embeddings import INDEX_FILE, INDEX_KINDS
 from ..errors import EXIT_OK
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..models.pos_embed import INTERPOLATE_MODES
+from ..models.config import INTERPOLATE_MODES
 
 
 def _int_at_least(minimum: int):

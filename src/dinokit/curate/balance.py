@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import STRATEGIES
 from .kmeans import kmeans
 from .pool import Pool
 from .result import StepResult
-
-STRATEGIES = ("random", "closest")
 
 
 def auto_levels(n: int) -> list[int]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..embeddings import DUPLICATE_NEIGHBOURS, duplicate_labels
+from . import KEEP
 from .pool import Pool
 from .result import StepResult
 
 DEFAULT_THRESHOLD = 0.95
-KEEP = ("largest", "centroid", "first")
 
 
 def representatives(pool: Pool, labels: np.ndarray, keep: str) -> np.ndarray:

@@ -8,11 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..embeddings import knn
+from . import MODES
 from .kmeans import assign, kmeans
 from .pool import Pool
 from .result import StepResult
-
-MODES = ("sample", "cluster")
 
 
 def retrieve(pool: Pool, seeds: Pool, *, mode: str = "sample", n: int = 4, clusters: int | None = None,

@@ -15,10 +15,9 @@ import pyarrow.parquet as pq
 
 from ..errors import InputFileError
 from ..io import publish_folder, read_json
+from . import INDEX_FILE, INDEX_KINDS, META_FILE, PATHS_FILE
 from .store import bad_vectors, read_embeddings
 
-INDEX_KINDS = ("auto", "flat", "ivf")
-INDEX_FILE, PATHS_FILE, META_FILE = "index.faiss", "paths.parquet", "meta.json"
 EXACT_LIMIT = 100_000  # below this many vectors an exact (flat) index is fast enough and loses nothing
 
 

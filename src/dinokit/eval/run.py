@@ -1,17 +1,15 @@
 """The evaluation jobs behind `dinokit eval knn|linear`: load, featurise (cached), evaluate, report."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from ..data.augment import classification_train_transform
+from . import DEFAULT_CACHE
 from .features import FeatureSet, folder_features, parquet_features
 from .knn import knn_eval
 from .linear import linear_probe, logistic_regression
-
-DEFAULT_CACHE = Path(os.environ.get("DINOKIT_CACHE", Path.home() / ".cache" / "dinokit")) / "eval-features"
 
 
 def _is_parquet(source) -> bool:

@@ -196,6 +196,7 @@ def _input_paths(inputs) -> tuple[list[str], list[tuple[str, str]]]:
     """Absolute paths, each file once (a file given twice, inside a folder and by name, or through a
     symbolic link, is the same file: kept under its resolved path), and what the listing could not read."""
     given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    given = [os.path.expanduser(p) for p in given]  # "~/photos" from Python, as a shell would expand it
     missing = [str(p) for p in given if not Path(p).exists() and not Path(p).is_symlink()]
     if missing:
         raise UsageError(f"input not found: {', '.join(missing)}")

@@ -1,8 +1,10 @@
 """From the model's tokens to one vector per image."""
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 POOLINGS = ("cls", "mean", "cls+mean")
 
@@ -11,6 +13,9 @@ def pool(last_hidden_state: torch.Tensor, num_prefix_tokens: int, pooling: str =
          normalize: bool = False) -> torch.Tensor:
     """cls: the CLS token after the final norm (`pooler_output`); mean: mean of the patch tokens (registers
     excluded); cls+mean: both concatenated, the input of transformers' classification head."""
+    import torch  # here, so that the command line reads POOLINGS without loading torch
+    import torch.nn.functional as F
+
     cls = last_hidden_state[:, 0]
     if pooling == "cls":
         out = cls

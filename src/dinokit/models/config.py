@@ -14,8 +14,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .activations import ACTIVATIONS, activation
-
 INTERPOLATE_MODES = ("official", "hf", "timm")
 _NOT_STORED = {"stage_names", "model_type", "transformers_version", "_name_or_path", "_attn_implementation_autoset"}
 
@@ -103,6 +101,8 @@ class Dinov2Config:
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        from .activations import ACTIVATIONS, activation  # torch: not needed to read a config
+
         if not isinstance(self.hidden_act, str):
             raise ValueError(f"hidden_act must be one of {', '.join(ACTIVATIONS)}, got {self.hidden_act!r}")
         if self.hidden_act not in ACTIVATIONS:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-INTERPOLATE_MODES = ("official", "hf", "timm")
+from .config import INTERPOLATE_MODES
+
 OFFICIAL_OFFSET = 0.1
 
 

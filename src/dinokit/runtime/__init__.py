@@ -1,5 +1,12 @@
 """How a model runs fast, applied by the jobs explicitly: the CPU fast path, the opt-in backends, export."""
-from .backends import BACKENDS, BackendError, accelerate
-from .cpu import fast_path, is_fast, plain
+from ..lazy import lazy_exports
 
-__all__ = ["accelerate", "BACKENDS", "BackendError", "fast_path", "plain", "is_fast"]
+_EXPORTS = {  # module → the names it gives the package, imported on first use
+    ".backends": ["BACKENDS", "BackendError", "accelerate"],
+    ".cpu": ["fast_path", "is_fast", "plain"],
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+FORMATS = ("onnx", "torchscript", "exported-program")  # what `export` writes (here: the CLI reads it without torch)
+
+__all__ = ["FORMATS", "accelerate", "BACKENDS", "BackendError", "fast_path", "plain", "is_fast"]

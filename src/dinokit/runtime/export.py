@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-FORMATS = ("onnx", "torchscript", "exported-program")
+from . import FORMATS
 
 
 class ExportableModel(nn.Module):
