@@ -178,6 +178,6 @@ def test_every_block_is_run_or_says_why_not():
     """The README's blocks are the ones above: each Python or bash block runs unless its marker gives a
     reason, and a YAML block is either a file the examples read or an excerpt."""
     assert len([b for b in BLOCKS if b[1] == "python"]) >= 5 and len([b for b in BLOCKS if b[1] == "bash"]) >= 8
-    for line, language, _, kind, note in BLOCKS:
+    for line, _, _, kind, note in BLOCKS:
         assert kind in (None, "skip", "file"), line
         assert kind != "skip" or len(note) > 10, f"README line {line}: say why the block is not run"
