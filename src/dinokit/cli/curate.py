@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from ..curate import KEEP, MODES, STRATEGIES
 from ..embeddings import INDEX_KINDS
 from ..errors import EXIT_OK
-from .options import positive_int
+from .options import positive_int, report_unusable
 
 
 def run(args) -> int:
@@ -41,9 +40,8 @@ def run(args) -> int:
 
 
 def _print_unusable(summary: dict, as_json: bool) -> None:
-    if summary.get("unusable_embeddings") and not as_json:
-        print(f"left out {summary['unusable_embeddings']} images whose embedding is NaN, infinite or all zeros "
-              f"(e.g. {summary['unusable_examples'][0]})", file=sys.stderr)
+    if not as_json:
+        report_unusable(summary.get("unusable_embeddings", 0), (summary.get("unusable_examples") or [""])[0])
 
 
 def register(sub) -> None:

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from ..errors import EXIT_OK
+from .options import report_unusable
 
 
 def run(args) -> int:
@@ -12,9 +12,7 @@ def run(args) -> int:
 
     unusable: list[str] = []
     groups = dedup(args.embeddings, threshold=args.threshold, unusable=unusable)
-    if unusable:
-        print(f"left out {len(unusable)} images whose embedding is NaN, infinite or all zeros (e.g. {unusable[0]})",
-              file=sys.stderr)
+    report_unusable(len(unusable), (unusable or [""])[0])
     if args.json:
         print(json.dumps({"threshold": args.threshold, "groups": groups, "unusable": unusable}, indent=2))
     else:

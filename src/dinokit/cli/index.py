@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..embeddings import INDEX_FILE, INDEX_KINDS
 from ..errors import EXIT_OK
+from .options import report_unusable
 
 
 def run(args) -> int:
@@ -14,9 +15,7 @@ def run(args) -> int:
 
     replaced = (Path(args.output) / INDEX_FILE).is_file()
     meta = build_index(args.embeddings, args.output, kind=args.kind)
-    if meta["unusable"]:
-        print(f"left out {meta['unusable']} embeddings that are NaN, infinite or all zeros "
-              f"(e.g. {meta['unusable_examples'][0]})", file=sys.stderr)
+    report_unusable(meta["unusable"], (meta["unusable_examples"] or [""])[0])
     if replaced:
         print(f"replaced the index that was at {args.output}", file=sys.stderr)
     print(json.dumps(meta, indent=2) if args.json else f"indexed {meta['count']} embeddings ({meta['kind']}) → {args.output}")

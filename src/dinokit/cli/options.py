@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from ..models.config import INTERPOLATE_MODES
 
@@ -23,6 +24,12 @@ def _int_at_least(minimum: int):
 
 positive_int = _int_at_least(1)  # counts and sizes: -k, --batch-size, --shard-size, --target ...
 non_negative_int = _int_at_least(0)  # --num-workers, --augment, --short-side (0: off)
+
+
+def report_unusable(count: int, example: str) -> None:
+    """The line index, dedup and curate print when they left out embeddings no similarity can use."""
+    if count:
+        print(f"left out {count} embeddings that are NaN, infinite or all zeros (e.g. {example})", file=sys.stderr)
 
 
 def add_interpolate_mode(parser) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..embeddings.store import bad_vectors, embedding_matrix, open_embeddings
+from ..embeddings.store import drop_unusable, embedding_matrix, open_embeddings
 from ..io import atomic_write
 
 
@@ -42,14 +42,12 @@ def read_pool(source) -> Pool:
     Rows whose embedding is NaN, infinite or all zeros cannot be compared with anything: they are left
     out, counted and named in `Pool.unusable`, never merged into a duplicate group or a cluster."""
     table, meta = open_embeddings(source, extra=True)  # memory: the Arrow columns plus one float32 copy
-    vectors = embedding_matrix(table.column("embedding"), source)
-    bad = bad_vectors(vectors)
-    vectors = _unit_rows(vectors[~bad] if bad.any() else np.array(vectors))
-    paths = table.column("path").to_pylist()
-    columns = {n: table.column(n).to_numpy(zero_copy_only=False)[~bad] for n in table.column_names
+    paths, vectors, unusable, keep = drop_unusable(table.column("path").to_pylist(),
+                                                   embedding_matrix(table.column("embedding"), source))
+    columns = {n: table.column(n).to_numpy(zero_copy_only=False)[keep] for n in table.column_names
                if n not in ("path", "embedding")}
-    unusable = [p for p, b in zip(paths, bad) if b]
-    return Pool([p for p, b in zip(paths, bad) if not b], vectors, columns, meta, unusable)
+    # normalised in place: a read-only view of the Arrow column is copied once, a fresh array is not
+    return Pool(paths, _unit_rows(vectors if vectors.flags.writeable else vectors.copy()), columns, meta, unusable)
 
 
 def _unit_rows(vectors: np.ndarray, chunk_rows: int = 65_536) -> np.ndarray:

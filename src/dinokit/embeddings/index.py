@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import InputFileError
+from ..errors import InputFileError, first_line
 from ..io import publish_folder, read_json
 from . import INDEX_FILE, INDEX_KINDS, META_FILE, PATHS_FILE
-from .store import bad_vectors, read_embeddings
+from .store import drop_unusable, read_embeddings
 
 EXACT_LIMIT = 100_000  # below this many vectors an exact (flat) index is fast enough and loses nothing
 
@@ -58,12 +58,10 @@ def build_index(embeddings, output, kind: str = "auto") -> dict:
     the old index or the new one). Rows whose embedding is NaN or all zeros are left out and counted in
     the returned meta (`unusable`). Returns meta."""
     paths, vectors, meta = read_embeddings(embeddings)
-    bad = bad_vectors(vectors)
-    unusable = [p for p, b in zip(paths, bad) if b]
-    if bad.all():
-        raise InputFileError(embeddings, f"every one of its {len(paths)} embeddings is NaN, infinite or all zeros")
-    if bad.any():
-        paths, vectors = [p for p, b in zip(paths, bad) if not b], vectors[~bad]
+    total = len(paths)
+    paths, vectors, unusable, _ = drop_unusable(paths, vectors)
+    if not paths:
+        raise InputFileError(embeddings, f"every one of its {total} embeddings is NaN, infinite or all zeros")
     vectors = normalized(vectors)
     index = build_faiss_index(vectors, kind)
     faiss = _faiss()
@@ -98,7 +96,7 @@ class EmbeddingIndex:
         try:
             self.paths = pq.read_table(folder / PATHS_FILE, columns=["path"]).column("path").to_pylist()
         except (OSError, pa.ArrowException, KeyError) as e:
-            raise InputFileError(folder / PATHS_FILE, f"not the index's path list ({str(e).splitlines()[0]})") from None
+            raise InputFileError(folder / PATHS_FILE, f"not the index's path list ({first_line(e)})") from None
         self.meta = read_json(folder / META_FILE) if (folder / META_FILE).is_file() else {}
         if self.index.ntotal != len(self.paths):
             raise InputFileError(folder, f"{INDEX_FILE} holds {self.index.ntotal} vectors but {PATHS_FILE} "

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from ..errors import InputFileError, OutputBusyError
+from ..errors import InputFileError, OutputBusyError, first_line
 from ..io import atomic_write
 
 SHARD_RE = re.compile(r"part-r(\d+)-(\d+)\.parquet$")
@@ -86,9 +86,10 @@ def finished_paths(folder: Path) -> set[str]:
     return embedded_paths(folder) | {p for p, _ in read_failures(folder)}
 
 
-def remaining_failures(folder: Path) -> dict[str, str]:
-    """path → reason of the images that failed (the latest reason) and were not embedded since."""
-    embedded = embedded_paths(folder)
+def remaining_failures(folder: Path, embedded: set[str] | None = None) -> dict[str, str]:
+    """path → reason of the images that failed (the latest reason) and were not embedded since
+    (`embedded`: the finished shards' paths, when the caller has just read them)."""
+    embedded = embedded_paths(folder) if embedded is None else embedded
     return {p: r for p, r in read_failures(folder) if p not in embedded}
 
 
@@ -153,7 +154,7 @@ def open_embeddings(source, extra: bool = False) -> tuple[pa.Table, dict[str, st
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
-        raise EmbeddingsFileError(name, f"not a readable Parquet dataset ({str(e).splitlines()[0]})") from None
+        raise EmbeddingsFileError(name, f"not a readable Parquet dataset ({first_line(e)})") from None
     if table.num_rows == 0:
         raise EmbeddingsFileError(name, "holds no embeddings (0 rows)")
     return table, {k.decode(): v.decode() for k, v in (dataset.schema.metadata or {}).items()}
@@ -192,3 +193,12 @@ def embedding_matrix(column: pa.ChunkedArray | pa.Array, source) -> np.ndarray:
 def bad_vectors(vectors: np.ndarray) -> np.ndarray:
     """Rows that no similarity can use: any NaN or infinity, or all zeros (a cosine of 0/0)."""
     return ~np.isfinite(vectors).all(axis=1) | ~vectors.any(axis=1)
+
+
+def drop_unusable(paths: list[str], vectors: np.ndarray) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """(the usable paths, their vectors, the unusable paths, the mask of usable rows): what index, dedup and
+    curation compare, and what they report instead of merging it into a group."""
+    keep = ~bad_vectors(vectors)
+    if keep.all():
+        return paths, vectors, [], keep
+    return ([p for p, k in zip(paths, keep) if k], vectors[keep], [p for p, k in zip(paths, keep) if not k], keep)

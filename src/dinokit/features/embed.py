@@ -153,7 +153,8 @@ def embed_with(inputs, output: str | os.PathLike, options: EmbedOptions, *, prog
                                           device=options.torch_device, dtype=options.torch_dtype)
         metadata = {**metadata, **model_metadata(net)}
         _check_matches_existing(out, metadata)
-        embedded, failed = embedded_paths(out), remaining_failures(out)
+        embedded = embedded_paths(out)
+        failed = remaining_failures(out, embedded)
         skip = embedded if options.retry_failed else embedded | set(failed)
         # split the full list first, then drop finished work: ranks need not agree on when they looked
         mine = [p for p in paths[rank::world] if p not in skip]
@@ -170,9 +171,8 @@ def embed_with(inputs, output: str | os.PathLike, options: EmbedOptions, *, prog
     summary = _gather(summary, world)
     summary.seconds = time.perf_counter() - start
     if rank == 0:
-        _write_failure_list(out)
         this_run = {p for p, _ in summary.failures}
-        summary.failed_before = sum(p not in this_run for p in remaining_failures(out))
+        summary.failed_before = sum(p not in this_run for p in _write_failure_list(out))
     return summary
 
 
@@ -280,20 +280,21 @@ def _gather(summary: EmbedSummary, world: int) -> EmbedSummary:
     return summary
 
 
-def _write_failure_list(out: Path) -> None:
+def _write_failure_list(out: Path) -> dict[str, str]:
     """Every image that failed, in any run or rank, and is not embedded since, as `OUT.failures.tsv` beside
     the output: a header, then path and reason, tab-separated with the csv module's quoting (a path with a
-    tab, a newline or a quote stays one field)."""
+    tab, a newline or a quote stays one field). Returns them (path → reason)."""
     failures = remaining_failures(out)
     target = out.with_name(out.name + ".failures.tsv")
     if not failures:
         target.unlink(missing_ok=True)
-        return
+        return failures
     text = io.StringIO()
     writer = csv.writer(text, delimiter="\t", lineterminator="\n")
     writer.writerow(["path", "reason"])
     writer.writerows(sorted(failures.items()))
     write_text_atomic(target, text.getvalue())
+    return failures
 
 
 def read_failure_list(path) -> list[tuple[str, str]]:

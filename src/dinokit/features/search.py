@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from ..data import list_images, load_image
-from ..embeddings import EmbeddingIndex, Hit, bad_vectors, duplicate_groups, read_embeddings
+from ..embeddings import EmbeddingIndex, Hit, drop_unusable, duplicate_groups, read_embeddings
 from ..pretrained import Dinov2Model
 from ..runtime.cpu import fast_path
 from .embed import make_processor
@@ -46,10 +46,7 @@ def search(query, index, k: int = 10, *, device="cpu") -> list[list[Hit]]:
 def dedup(embeddings, threshold: float = 0.95, *, unusable: list | None = None) -> list[list[str]]:
     """Groups of near-duplicate images (cosine ≥ threshold) in an embeddings folder or file. Rows whose
     embedding is NaN or all zeros are never grouped; their paths are appended to `unusable` if given."""
-    paths, vectors, _ = read_embeddings(embeddings)
-    bad = bad_vectors(vectors)
+    paths, vectors, left_out, _ = drop_unusable(*read_embeddings(embeddings)[:2])
     if unusable is not None:
-        unusable.extend(p for p, b in zip(paths, bad) if b)
-    if bad.any():
-        paths, vectors = [p for p, b in zip(paths, bad) if not b], vectors[~bad]
+        unusable.extend(left_out)
     return [[paths[i] for i in group] for group in duplicate_groups(vectors, threshold)] if paths else []
