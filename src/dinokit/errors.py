@@ -45,6 +45,13 @@ class TrainingDiverged(DinokitError, RuntimeError):
     """The loss became NaN or infinite: training stops before the checkpoint is overwritten."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (libraries put the reason there and pages of detail after),
+    or its type's name when it has no message."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def exit_status(error: BaseException) -> int | None:
     """The CLI's exit status for an error a user can act on; None for a bug (it propagates, with its trace)."""
     if isinstance(error, DinokitError):

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from .data import Dinov2ImageProcessor, ImageFiles, collate_images
 from .data.augment import classification_train_transform
 from .data.folders import labelled_images
-from .errors import UsageError, refuse_changed_settings
+from .errors import UsageError, first_line, refuse_changed_settings
 from .io import atomic_write
 from .optim import cosine_schedule, fuse, param_groups
 from .pretrained import Dinov2ForImageClassification, load_model
@@ -146,7 +146,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
             model.load_state_dict(state["model"])
         except RuntimeError as e:
             raise UsageError(f"{ckpt_path} holds another architecture than --model {cfg.model} "
-                             f"({str(e).splitlines()[0]}); choose another output") from None
+                             f"({first_line(e)}); choose another output") from None
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"], state["history"]
         torch.set_rng_state(state["torch_rng"]), random.setstate(_py_state(state["py_rng"]))

@@ -120,5 +120,4 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(error: BaseException) -> str:
     """The message of an error on one line (a path with a newline stays readable)."""
-    text = str(error) or type(error).__name__
-    return " ".join(text.split("\n")) if "\n" in text else text
+    return (str(error) or type(error).__name__).replace("\n", " ")

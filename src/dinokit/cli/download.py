@@ -7,7 +7,7 @@ from ..errors import EXIT_OK
 
 def run(args) -> int:
     from ..weights.download import hub_repo, url_files, url_target
-    from ..weights.names import catalogue_entry
+    from ..weights.names import CatalogueEntry, catalogue_entry
     from ..weights.pretrained import did_you_mean
 
     for name in args.names:
@@ -15,9 +15,8 @@ def run(args) -> int:
         if entry is None and name.count("/") != 1:
             raise ValueError(f"{name!r} is not a published name or a Hugging Face repo id{did_you_mean(name)}; "
                              "`dinokit models` lists the names")
-        files = entry.files if entry else (f"hf://{name}",)
-        urls = [f for f in files if not f.startswith("hf://")]
-        repos = [f.removeprefix("hf://") for f in files if f.startswith("hf://")]
+        entry = entry or CatalogueEntry(name, "backbone", (f"hf://{name}",))  # any other Hugging Face repo
+        urls, repos = entry.urls, entry.repos
         if args.print:
             for url in urls:
                 target = url_target(url)

@@ -221,9 +221,9 @@ class Dinov2ImageProcessor:
 
         steps = []
         if self.do_resize:
-            steps.append(ResizeLimit(self.size.get("shortest_edge") or (self.size["height"], self.size["width"])))
-            steps.append(v2.Resize(self.size.get("shortest_edge") or (self.size["height"], self.size["width"]),
-                                   interpolation=InterpolationMode.BICUBIC, antialias=True))
+            size = self.size.get("shortest_edge") or (self.size["height"], self.size["width"])
+            steps.append(ResizeLimit(size))
+            steps.append(v2.Resize(size, interpolation=InterpolationMode.BICUBIC, antialias=True))
         if self.do_center_crop:
             steps.append(v2.CenterCrop((self.crop_size["height"], self.crop_size["width"])))
         steps.append(v2.ToDtype(torch.float32, scale=self.do_rescale))

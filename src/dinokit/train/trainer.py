@@ -21,7 +21,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from ..distributed import ensure_process_group, rank_and_world
-from ..errors import TrainingDiverged, UsageError, flat_settings, refuse_changed_settings
+from ..errors import TrainingDiverged, UsageError, first_line, flat_settings, refuse_changed_settings
 from ..io import atomic_write, read_yaml
 from ..models.vit import DinoVisionTransformer
 from ..optim import fuse, param_groups, scaled_lr
@@ -226,7 +226,7 @@ def train(cfg: dict, output=None, *, resume: bool = False, progress: bool = True
             arch.load_state_dict(state["model"])
         except RuntimeError as e:
             raise UsageError(f"{ckpt_path} holds another architecture than this config builds "
-                             f"({str(e).splitlines()[0]}); choose another output") from None
+                             f"({first_line(e)}); choose another output") from None
         start = state["step"]
         if start >= stop:
             raise UsageError(f"{out} has already finished: its checkpoint is at step {start} of {stop}; raise "

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import DinokitError, InputFileError
+from ..errors import DinokitError, InputFileError, first_line
 from ..models.config import Dinov2Config
 from .formats import to_dinokit, unwrap_checkpoint
 
@@ -52,22 +52,18 @@ def read_state_dict(path: str | os.PathLike) -> dict:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointFileError(path, f"not a readable .safetensors file ({_first_line(e)})") from e
+            raise CheckpointFileError(path, f"not a readable .safetensors file ({first_line(e)})") from e
     try:
         with warnings.catch_warnings():  # a plain pickle's protocol note: the error below says what matters
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        refused = next((line.strip() for line in str(e).splitlines() if "global" in line.lower()), _first_line(e))
+        refused = next((line.strip() for line in str(e).splitlines() if "global" in line.lower()), first_line(e))
         raise CheckpointFileError(path, "the pickle holds more than tensors and plain containers, and dinokit never "
                                         f"runs code from a checkpoint (refused: {refused})") from e
     except Exception as e:  # truncated zip, not a pickle at all, ...
-        raise CheckpointFileError(path, f"not a loadable checkpoint ({type(e).__name__}: {_first_line(e)})") from e
+        raise CheckpointFileError(path, f"not a loadable checkpoint ({type(e).__name__}: {first_line(e)})") from e
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def weights_fingerprint(model: nn.Module) -> str:

@@ -11,6 +11,8 @@ from urllib.parse import urlparse
 
 import torch
 
+from ..errors import first_line
+
 
 class WeightsNotAvailableError(FileNotFoundError):
     """A published checkpoint is neither in the local cache nor downloadable now."""
@@ -33,7 +35,7 @@ def hub_file(repo_id: str, filename: str, *, required: bool = True, **hub_option
     try:
         return Path(hf_hub_download(repo_id, filename, **options))
     except LocalEntryNotFoundError as e:  # offline and not cached (a subclass of EntryNotFoundError)
-        if not required and _cached_snapshot_exists(repo_id, options.get("cache_dir")):
+        if not required and cached_snapshot_exists(repo_id, options.get("cache_dir")):
             return None  # the repo is cached; this optional file is simply not part of it
         reason = e
     except RemoteEntryNotFoundError:
@@ -44,15 +46,11 @@ def hub_file(repo_id: str, filename: str, *, required: bool = True, **hub_option
         reason = e
     raise WeightsNotAvailableError(
         f"{repo_id}/{filename} is not in the Hugging Face cache ({options.get('cache_dir') or _hf_cache_dir()}) and could not be "
-        f"downloaded{' (HF_HUB_OFFLINE is set)' if offline() else ''}: {_first_line(reason)}. On a machine with "
+        f"downloaded{' (HF_HUB_OFFLINE is set)' if offline() else ''}: {first_line(reason)}. On a machine with "
         f"network run `dinokit download {repo_id}` (or `hf download {repo_id}`), or pass a local folder "
         f"(config.json + model.safetensors) or a checkpoint file instead of the name."
     )
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def hub_repo(repo_id: str, **hub_options) -> Path:
@@ -64,7 +62,7 @@ def hub_repo(repo_id: str, **hub_options) -> Path:
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt"], **options))
     except Exception as e:  # offline, unknown repository, network: all mean the same to the user
         raise WeightsNotAvailableError(f"{repo_id} could not be fetched into the Hugging Face cache "
-                                       f"({_hf_cache_dir()}): {_first_line(e)}") from None
+                                       f"({_hf_cache_dir()}): {first_line(e)}") from None
 
 
 def _hf_cache_dir() -> str:
@@ -73,7 +71,7 @@ def _hf_cache_dir() -> str:
     return constants.HF_HUB_CACHE
 
 
-def _cached_snapshot_exists(repo_id: str, cache_dir=None) -> bool:
+def cached_snapshot_exists(repo_id: str, cache_dir=None) -> bool:
     folder = Path(cache_dir or _hf_cache_dir()) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
     return folder.is_dir() and any(folder.iterdir())
 
@@ -102,7 +100,7 @@ def url_files(urls: list[str], *, local_files_only: bool = False) -> list[Path]:
             failed.append((url, e))
     if failed:
         raise WeightsNotAvailableError(f"could not download {_listing([u for u, _ in failed])} "
-                                       f"({_first_line(failed[0][1])}). {_where_to_put([u for u, _ in failed])}")
+                                       f"({first_line(failed[0][1])}). {_where_to_put([u for u, _ in failed])}")
     return [url_target(u) for u in urls]
 
 
@@ -116,7 +114,3 @@ def _where_to_put(urls: list[str]) -> str:
     return (f"On a machine with network, `dinokit download NAME` fetches them, or download each to its place: {steps}; "
             "or pass local files instead of the name.")
 
-
-def url_file(url: str, *, local_files_only: bool = False) -> Path:
-    """A published single-file checkpoint, cached where `torch.hub.load_state_dict_from_url` keeps it."""
-    return url_files([url], local_files_only=local_files_only)[0]

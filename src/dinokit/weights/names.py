@@ -1,6 +1,7 @@
 """Published model names → where their weights live and which architecture they are."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 _SIZE_WORDS = {"s": "small", "b": "base", "l": "large", "g": "giant"}
@@ -105,11 +106,20 @@ class CatalogueEntry:
     kind: str  # backbone, classifier, depth or segmentation
     files: tuple[str, ...]
 
+    @property
+    def urls(self) -> list[str]:
+        return [f for f in self.files if not f.startswith("hf://")]
+
+    @property
+    def repos(self) -> list[str]:
+        return [f.removeprefix("hf://") for f in self.files if f.startswith("hf://")]
+
 
 KINDS = ("backbone", "classifier", "depth", "segmentation")
 
 
-def catalogue() -> list[CatalogueEntry]:
+@functools.cache
+def catalogue() -> tuple[CatalogueEntry, ...]:
     """Every published name, grouped by kind (the order of `KINDS`), with the files each one needs."""
     entries = []
     for name, s in MODEL_SOURCES.items():
@@ -135,7 +145,7 @@ def catalogue() -> list[CatalogueEntry]:
             for kind in ("linear", "ms"):
                 entries.append(CatalogueEntry(f"dinov2_vit{size}14_{dataset}_{kind}", "segmentation",
                                               (backbone, official_segmentation_head_url(size, dataset, kind))))
-    return sorted(entries, key=lambda e: (KINDS.index(e.kind), e.name))
+    return tuple(sorted(entries, key=lambda e: (KINDS.index(e.kind), e.name)))
 
 
 def catalogue_entry(name: str) -> CatalogueEntry | None:

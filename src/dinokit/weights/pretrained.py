@@ -21,10 +21,10 @@ from .checkpoint import (
     read_checkpoint,
     read_state_dict,
 )
-from .download import HUB_OPTIONS, hub_file, url_files
+from .download import HUB_OPTIONS, cached_snapshot_exists, hub_file, url_files
 from .formats import to_hf
 from .labels import imagenet_id2label
-from .names import lookup, official_head_url
+from .names import close_names, lookup, official_head_url
 
 
 @dataclass
@@ -81,30 +81,20 @@ def refuse_missing_path(name: str) -> None:
     """A model argument written as a local path that does not exist is a `FileNotFoundError` at once, not
     a Hugging Face repo id to try over the network (retries, then a message about the hub), and a near
     miss of a published repo name says what it is close to."""
-    from .names import close_names
-
     first = name.split("/")[0]
     looks_local = (name.startswith((".", "/", "~")) or name.lower().endswith(CHECKPOINT_SUFFIXES)
                    or ("/" in name and first not in ("", ".") and Path(first).is_dir()))
     if looks_local:
         raise FileNotFoundError(f"no such file or folder: {name}{did_you_mean(name)}")
-    near = [n for n in close_names(name, cutoff=0.85) if n != name]
-    if name.count("/") == 1 and near and lookup(name) is None and not _in_hub_cache(name):
+    if (name.count("/") == 1 and lookup(name) is None and any(n != name for n in close_names(name, cutoff=0.85))
+            and not cached_snapshot_exists(name)):
         raise ValueError(f"{name!r} is not a published name{did_you_mean(name)}; a Hugging Face repo of that name "
                          "is not in the cache either (pass it as a local folder, or fetch it with `dinokit download`)")
 
 
 def did_you_mean(name: str) -> str:
-    from .names import close_names
-
     near = [n for n in close_names(name) if n != name]
     return f" (did you mean {' or '.join(near)}?)" if near else ""
-
-
-def _in_hub_cache(repo_id: str) -> bool:
-    from .download import _cached_snapshot_exists
-
-    return _cached_snapshot_exists(repo_id)
 
 
 def model_identity(name_or_path: str | os.PathLike) -> str:
