@@ -26,6 +26,7 @@ from . import (
     samples,
     search,
     segment,
+    serve,
     train,
     train_seg,
     viz,
@@ -33,7 +34,7 @@ from . import (
 from .options import is_main_process
 
 COMMANDS = (models, download, info, samples, embed, index, search, dedup, viz, classify, finetune, eval, curate, depth,
-            segment, train_seg, match, train, bench, export)
+            segment, train_seg, match, train, bench, export, serve)
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FATAL", "EXIT_USAGE", "EXIT_PARTIAL"]
 

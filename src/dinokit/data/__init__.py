@@ -6,6 +6,7 @@ from .images import (
     ImageLoadError,
     ImageScan,
     check_resize,
+    decode_image,
     list_images,
     load_image,
     scan_images,
@@ -22,7 +23,7 @@ from .processor import (
 )
 
 __all__ = [
-    "ImageFiles", "LoadedImage", "ImageBatch", "collate_images", "ImageLoadError", "load_image", "list_images",
+    "ImageFiles", "LoadedImage", "ImageBatch", "collate_images", "ImageLoadError", "load_image", "decode_image", "list_images",
     "scan_images", "ImageScan", "check_resize", "MAX_RESIZED_PIXELS",
     "to_rgb", "IMAGE_EXTENSIONS", "Dinov2ImageProcessor", "AutoImageProcessor", "BatchFeature",
     "official_eval_transform", "dense_transform", "IMAGENET_MEAN", "IMAGENET_STD",

@@ -8,6 +8,7 @@ composited). Compositing on a background colour is opt-in (`background=`). High-
 """
 from __future__ import annotations
 
+import io
 import os
 import stat
 import struct
@@ -54,10 +55,26 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
         raise ImageLoadError(path, f"not a regular file ({_file_kind(info.st_mode)}): not opened")
     if info.st_size == 0:
         raise ImageLoadError(path, "empty file (0 bytes)")
+    return _decode(path, path, max_pixels, background)
+
+
+def decode_image(data: bytes, name: str = "upload", *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 background: tuple[int, int, int] | None = None) -> Image.Image:
+    """An RGB PIL image from the bytes of an image file (an upload), with `load_image`'s rules and errors;
+    `name` is what an error calls it."""
+    if not data:
+        raise ImageLoadError(name, "empty file (0 bytes)")
+    return _decode(io.BytesIO(data), name, max_pixels, background)
+
+
+def _decode(source, name, max_pixels: int | None, background) -> Image.Image:
+    """Open, check the pixel count before decoding, first frame, EXIF orientation, RGB; every failure is an
+    `ImageLoadError` naming `name`."""
+    path = name  # what the errors below name
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 if max_pixels is not None and img.width * img.height > max_pixels:
                     raise ImageLoadError(
                         path, f"decompression bomb: {img.width}x{img.height} = {img.width * img.height} pixels "

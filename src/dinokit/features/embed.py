@@ -240,15 +240,22 @@ class _ShardSink:
         self.paths, self.embeddings, self.patches, self.failures = [], [], [], []
 
 
-def _embed_paths(net, paths: list[str], processor, crop, options: EmbedOptions, writer: ShardWriter,
-                 summary: EmbedSummary, *, progress: bool, world: int) -> None:
-    dev, dtype = options.torch_device, options.torch_dtype
+def token_forward(net, options: EmbedOptions, crop: int | None):
+    """pixels → the tokens `pool` reads, computed as `embed` computes them (the service uses it too): the
+    model on its backend, or only the CLS token when that is all the options keep."""
     try:
         forward = accelerate(net, options.backend, image_size=crop)
     except BackendError as e:
         raise UsageError(str(e)) from e
-    if options.backend == "eager" and options.pooling == "cls" and not options.keep_patches:  # the CLS token is all we keep
-        forward = lambda pixels: net.forward_class_token(pixels)[:, None]  # noqa: E731
+    if options.backend == "eager" and options.pooling == "cls" and not options.keep_patches:
+        return lambda pixels: net.forward_class_token(pixels)[:, None]
+    return forward
+
+
+def _embed_paths(net, paths: list[str], processor, crop, options: EmbedOptions, writer: ShardWriter,
+                 summary: EmbedSummary, *, progress: bool, world: int) -> None:
+    dev, dtype = options.torch_device, options.torch_dtype
+    forward = token_forward(net, options, crop)
     workers = options.num_workers if options.num_workers is not None else min(4, os.cpu_count() or 1)
     bar = _progress(len(paths), progress, world)
     sink = _ShardSink(writer, options, net.num_prefix_tokens, summary, bar)

@@ -8,7 +8,7 @@ from ..data import list_images, load_image
 from ..embeddings import EmbeddingIndex, Hit, drop_unusable, duplicate_groups, read_embeddings
 from ..pretrained import Dinov2Model
 from ..runtime.cpu import fast_path
-from .embed import make_processor
+from .embed import EmbedOptions, make_processor
 from .pooling import pool
 
 
@@ -33,14 +33,19 @@ def search(query, index, k: int = 10, *, device="cpu") -> list[list[Hit]]:
     index = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex(index)
     if isinstance(query, np.ndarray):
         return index.search(query, k)
-    meta = index.meta
-    size = meta.get("dinokit.image_size")
-    vectors = embed_images(
-        [str(p) for p in list_images(query)], meta["dinokit.model"], pooling=meta["dinokit.pooling"],
-        normalize=meta.get("dinokit.normalize") == "True", image_size=int(size) if size not in (None, "None") else None,
-        interpolate_mode=meta.get("dinokit.interpolate_mode") or None, device=device,
-    )
+    o = index_options(index.meta)
+    vectors = embed_images([str(p) for p in list_images(query)], o.model, pooling=o.pooling, normalize=o.normalize,
+                           image_size=o.image_size, interpolate_mode=o.interpolate_mode, device=device)
     return index.search(vectors, k)
+
+
+def index_options(meta: dict, **overrides) -> EmbedOptions:
+    """The settings an index's embeddings were made with (its meta), so that a query is embedded the same way."""
+    size = meta.get("dinokit.image_size")
+    return EmbedOptions(model=meta["dinokit.model"], pooling=meta["dinokit.pooling"],
+                        normalize=meta.get("dinokit.normalize") == "True",
+                        image_size=int(size) if size not in (None, "None") else None,
+                        interpolate_mode=meta.get("dinokit.interpolate_mode") or None, **overrides)
 
 
 def dedup(embeddings, threshold: float = 0.95, *, unusable: list | None = None) -> list[list[str]]:
