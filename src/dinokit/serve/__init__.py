@@ -6,10 +6,10 @@ _EXPORTS = {  # module → the names it gives the package, imported on first use
     ".app": ["create_app"],
     ".batching": ["DynamicBatcher", "Overloaded"],
     ".collection": ["Collection", "Refused"],
-    ".server": ["run_server"],
+    ".server": ["SpawnedServer", "run_server"],
     ".service": ["PICTURES", "ServeLimits", "Service"],
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = ["create_app", "run_server", "Service", "ServeLimits", "DynamicBatcher", "Overloaded", "Collection", "Refused",
-           "PICTURES"]
+__all__ = ["create_app", "run_server", "SpawnedServer", "Service", "ServeLimits", "DynamicBatcher", "Overloaded",
+           "Collection", "Refused", "PICTURES"]

@@ -67,47 +67,50 @@ class DynamicBatcher:
             self._thread.join(timeout)
 
     async def submit(self, values: list) -> list:
-        """All of `values` enter the queue or none do (`Overloaded`)."""
+        """All of `values` enter the queue or none do (`Overloaded`). They enter as one piece, so that a
+        request of up to `max_batch_size` images always runs in one forward pass."""
         loop = asyncio.get_running_loop()
         items = [_Item(v, loop.create_future(), loop) for v in values]
         with self._lock:
             if self._waiting + len(items) > self.max_queue:
                 raise Overloaded(self._retry_after())
             self._waiting += len(items)
-        for item in items:
-            self._queue.put(item)
+        self._queue.put(items)
         return list(await asyncio.gather(*(item.future for item in items)))
 
     def _retry_after(self) -> int:
         batches = math.ceil(self._waiting / self.max_batch_size)
         return max(1, math.ceil(batches * self._seconds_per_batch))
 
-    def _take(self, block: bool, timeout: float | None = None):
-        item = self._queue.get(block, timeout)
-        if item is not _STOP:
-            with self._lock:
-                self._waiting -= 1
-        return item
-
     def _work(self) -> None:
-        while True:
-            first = self._take(True)
-            if first is _STOP:
-                return
-            batch, stop = [first], False
+        carry: list[_Item] = []  # the rest of a request that did not fit into the last batch
+        stop = False
+        while not stop:
+            if not carry:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                carry = first
+            batch, carry = carry[:self.max_batch_size], carry[self.max_batch_size:]
             deadline = time.monotonic() + self.window
-            while len(batch) < self.max_batch_size:
+            while len(batch) < self.max_batch_size and not carry:
                 try:
-                    item = self._take(True, max(0.0, deadline - time.monotonic()))
+                    items = self._queue.get(True, max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
-                if item is _STOP:
+                if items is _STOP:
                     stop = True
                     break
-                batch.append(item)
+                room = self.max_batch_size - len(batch)
+                batch, carry = batch + items[:room], items[room:]
+            with self._lock:
+                self._waiting -= len(batch)
             self._run(batch)
-            if stop:
-                return
+        while carry:  # stopping: what was already taken still runs
+            batch, carry = carry[:self.max_batch_size], carry[self.max_batch_size:]
+            with self._lock:
+                self._waiting -= len(batch)
+            self._run(batch)
 
     def _run(self, batch: list[_Item]) -> None:
         live = [item for item in batch if not item.future.cancelled()]  # a client that left costs nothing
