@@ -102,6 +102,17 @@ def build_peers(size: str, workdir: Path) -> dict[str, tuple[torch.nn.Module, to
     return pairs
 
 
+def _save_random_vits(folder) -> str:
+    """A random ViT-S/14 with the reference processor's config, saved as a Hugging Face folder."""
+    _random_model("s").save_pretrained(folder)
+    Path(folder, PROCESSOR_CONFIG_NAME).write_text(json.dumps({
+        "image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 256},
+        "crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "do_resize": True,
+        "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+        "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "do_convert_rgb": True}))
+    return str(folder)
+
+
 def _forward(name: str, model, x):
     if name == "transformers":
         return model(pixel_values=x).last_hidden_state
@@ -429,6 +440,11 @@ def main(argv=None) -> int:
     parser.add_argument("--embed-limit", type=int)
     parser.add_argument("--embed-repeats", type=int, default=3, help="runs of each side, in turn (3)")
     parser.add_argument("--embed-backend", default="eager", choices=BACKENDS, help="the backend `embed` uses")
+    parser.add_argument("--serve", action="store_true",
+                        help="also time `dinokit serve` (ViT-S/14): dynamic batching against one request per forward")
+    parser.add_argument("--serve-clients", type=int, default=32, help="concurrent clients of --serve (32)")
+    parser.add_argument("--serve-requests", type=int, default=256, help="timed requests per server of --serve (256)")
+    parser.add_argument("--serve-model", help="the model --serve uses (default: a random ViT-S/14)")
     parser.add_argument("-o", "--output", default="bench.json")
     args = parser.parse_args(argv)
     if args.threads:
@@ -453,18 +469,25 @@ def main(argv=None) -> int:
                                             photos_limit=args.photos_limit, knn=not args.no_knn)
     if args.embed_folder:
         with tempfile.TemporaryDirectory() as tmp:
-            _random_model("s").save_pretrained(tmp)
-            Path(tmp, PROCESSOR_CONFIG_NAME).write_text(json.dumps({
-                "image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 256},
-                "crop_size": {"height": 224, "width": 224}, "do_center_crop": True, "do_resize": True,
-                "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
-                "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "do_convert_rgb": True}))
+            _save_random_vits(tmp)
             result["embed"] = bench_embed(args.embed_folder, tmp, limit=args.embed_limit, backend=args.embed_backend,
                                           device=args.device, repeats=args.embed_repeats)
         e = result["embed"]
         print(f"embed ViT-S/14 ({e['backend']}), {e['images']} images, median of {e['repeats']}: transformers loop "
               f"{e['transformers_loop_img_s']:.1f} img/s, dinokit embed {e['dinokit_embed_img_s']:.1f} img/s "
               f"(x{e['speedup']:.2f}); max abs difference of the embeddings {e['max_abs_diff']:.1e}")
+    if args.serve:
+        from .serve.bench import bench_serve, serve_table
+
+        with tempfile.TemporaryDirectory() as tmp:
+            photos = args.photos or args.embed_folder
+            if photos is None:
+                from .data.sample_photos import write_samples
+
+                write_samples(photos := Path(tmp, "photos"))
+            result["serve"] = bench_serve(args.serve_model or _save_random_vits(Path(tmp, "model")), photos,
+                                          clients=args.serve_clients, requests=args.serve_requests)
+        print(serve_table(result["serve"]))
     if "rows" in result:
         print(markdown_table(result))
     if "backends" in result:

@@ -338,3 +338,17 @@ def test_service_refuses_settings_that_differ_from_the_index(collection):
         Service("dinov2_vits14", index=index, limits=limits)
     with pytest.raises(dinokit.errors.UsageError, match="--classifier"):
         Service(index=index, classifier=str(collection["model"]), limits=limits)
+
+
+@pytest.mark.slow
+def test_serve_bench_times_both_servers_on_the_same_requests(collection, tmp_path, capsys):
+    from dinokit.bench import main
+
+    out = tmp_path / "serve.json"
+    assert main(["--no-peers", "--serve", "--serve-model", str(collection["model"]), "--photos", str(collection["photos"]),
+                 "--serve-clients", "8", "--serve-requests", "40", "-o", str(out)]) == 0
+    s = json.loads(out.read_text())["serve"]
+    for mode in ("one per forward", "dynamic batching"):
+        assert s[mode]["errors"] == 0 and s[mode]["requests_per_s"] > 0 and s[mode]["p99_ms"] >= s[mode]["p50_ms"]
+    assert abs(s["speedup"] - s["dynamic batching"]["requests_per_s"] / s["one per forward"]["requests_per_s"]) < 1e-9
+    assert f"x{s['speedup']:.2f} the requests per second" in capsys.readouterr().out
