@@ -1,5 +1,7 @@
 """Robust image loading on images synthesised in every mode and format, and on broken files."""
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -100,3 +102,20 @@ def test_decompression_bomb_limit(tmp_path):
     with pytest.raises(ImageLoadError, match="decompression bomb: 400x300"):
         load_image(path, max_pixels=100_000)
     assert load_image(path, max_pixels=None).size == (400, 300)
+
+
+def test_uploaded_bytes_decode_like_the_file_with_the_same_errors(tmp_path, photos):
+    """decode_image (the service's uploads) gives load_image's pixels and reasons, naming the upload."""
+    from dinokit.data import decode_image
+
+    for photo in photos:
+        assert np.array_equal(np.asarray(decode_image(photo.read_bytes(), photo.name)), np.asarray(load_image(photo)))
+    for name, reason in broken_files(tmp_path).items():
+        if (tmp_path / name).exists():
+            with pytest.raises(ImageLoadError) as err:
+                decode_image((tmp_path / name).read_bytes(), f"upload {name}")
+            assert err.value.path == f"upload {name}" and reason in err.value.reason
+    big = io.BytesIO()
+    Image.new("L", (400, 300)).save(big, "PNG")
+    with pytest.raises(ImageLoadError, match="decompression bomb: 400x300"):
+        decode_image(big.getvalue(), max_pixels=100_000)
