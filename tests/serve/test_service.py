@@ -163,6 +163,12 @@ def test_classify_equals_dinokit_classify(server, collection):
     assert {p["label"] for a in got for p in a["predictions"]} <= {"cat", "dog", "car"}
 
 
+def _tiny_png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (2, 2)).save(out, "PNG")
+    return out.getvalue()
+
+
 def _bomb_png() -> bytes:
     """A PNG that declares 20000 × 20000 pixels in a few hundred bytes (zlib of zeros)."""
     image = Image.new("1", (20000, 20000))
@@ -195,6 +201,9 @@ def test_bad_uploads_get_a_4xx_with_the_reason_and_the_server_goes_on(server, co
         ({"files": good, "data": {"k": "zero"}}, 400, "k must be an integer"),
         ({"files": good, "data": {"k": "0"}}, 400, "from 1 to 1000"),
         ({"json": {"text": "a red bicycle"}}, 400, "does not read text"),
+        ({"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=x"}}, 400, "multipart"),
+        ({"files": [("image", ("tiny.png", _tiny_png()))] * 65}, 413, "at most 64"),
+        ({"files": [("picture", ("tiny.png", _tiny_png()))]}, 400, "fields named 'image'"),
     ]
     for kwargs, status, reason in requests:
         answer = httpx.post(server.url + "/v1/search", timeout=120, **kwargs)

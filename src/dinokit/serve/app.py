@@ -20,6 +20,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 
 from ..data import ImageLoadError
 from .batching import Overloaded
@@ -200,9 +202,9 @@ async def _read_request(request: Request, service: Service) -> tuple[list[tuple[
         images, fields = _json_body(bytes(body))
     else:
         raise HTTPException(415, f"send multipart/form-data or application/json, not {kind}")
-    if len(images) > service.limits.max_images_per_request:
-        raise HTTPException(413, f"{len(images)} images in one request; this server takes at most "
-                                 f"{service.limits.max_images_per_request}")
+    most = min(service.limits.max_images_per_request, service.limits.max_queue)  # more could never be queued
+    if len(images) > most:
+        raise HTTPException(413, f"{len(images)} images in one request; this server takes at most {most}")
     return images, fields
 
 
@@ -218,16 +220,19 @@ async def _multipart(request: Request, body: bytes, max_files: int) -> tuple[lis
 
     try:
         form = await Request(request.scope, replay).form(max_files=max_files + 1, max_fields=100)
-    except (HTTPException, ValueError, KeyError, AssertionError) as e:
-        raise HTTPException(400, f"not a readable multipart body ({getattr(e, 'detail', e)})") from None
+    except (StarletteHTTPException, MultiPartException, ValueError, KeyError, AssertionError) as e:
+        raise HTTPException(400, f"not a readable multipart body ({getattr(e, 'detail', None) or e})") from None
     images, fields = [], {}
-    for name, value in form.multi_items():
-        if hasattr(value, "read"):
-            if name != "image":
-                raise HTTPException(400, f"unexpected file field {name!r}: images go in fields named 'image'")
-            images.append((value.filename or "upload", await value.read()))
-        else:
-            fields[name] = value
+    try:
+        for name, value in form.multi_items():
+            if hasattr(value, "read"):
+                if name != "image":
+                    raise HTTPException(400, f"unexpected file field {name!r}: images go in fields named 'image'")
+                images.append((value.filename or "upload", await value.read()))
+            else:
+                fields[name] = value
+    finally:
+        await form.close()  # parts over 1 MB were spooled to temporary files: deleted now
     return images, fields
 
 

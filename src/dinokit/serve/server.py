@@ -82,7 +82,7 @@ class SpawnedServer:
             self.process.terminate()
             try:
                 self.process.wait(30)
-            except Exception:  # noqa: BLE001 - a server that ignores SIGTERM is killed
+            except subprocess.TimeoutExpired:  # a server that ignores SIGTERM is killed
                 self.process.kill()
                 self.process.wait()
         self.log.close()

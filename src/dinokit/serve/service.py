@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -167,7 +167,7 @@ class Service:
                 "dim": self.net.config.hidden_size * (2 if o.pooling == "cls+mean" else 1),
                 "index": {"count": len(self.index.paths), "source": self.index.meta.get("source")} if self.index else None,
                 "duplicate_groups": len(self.groups), "classifier": self.classifier is not None,
-                "reads_text": False, "limits": self.limits.__dict__}
+                "reads_text": False, "limits": asdict(self.limits)}
 
 
 def _by_shape(pixels: list[torch.Tensor], run) -> list:
