@@ -129,3 +129,39 @@ def broken_files(tmp_path):
         "truncated.jpg": "truncated", "empty.png": "empty", "notes.jpg": "not an image",
         "garbage.png": "", "missing.jpg": "file not found",
     }
+
+
+def clip_vocab() -> Path:
+    """CLIP's BPE vocabulary as open_clip ships it: the same file as dino.txt's official download."""
+    import open_clip
+
+    return Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+
+
+def save_dinotxt_folder(folder, *, width=128, heads=4, layers=2, seed=0, noise=0.05):
+    """A random dino.txt at small size, written as the official files are laid out: the backbone checkpoint
+    (ViT-S/14 reg4 here), `..._vision_head.pth` and `..._text_encoder.pth` in the official modules' key names,
+    and the vocabulary; the head count the shapes do not fix goes in dinotxt_config.json."""
+    import json
+    import shutil
+
+    from dinokit.models.config import preset_config
+    from dinokit.models.dinotxt import DinoTxt, DinoTxtConfig
+    from dinokit.weights.dinotxt import dinokit_to_official
+
+    torch.manual_seed(seed)
+    model = DinoTxt(DinoTxtConfig(embed_dim=768, text_width=width, text_heads=heads, text_layers=layers,
+                                  backbone=preset_config("s", registers=True)))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * noise)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = "dinov2_vitl14_reg4_dinotxt_tet1280d20h24l"
+    head, text = dinokit_to_official(model.state_dict())
+    torch.save(model.backbone.state_dict(), folder / "dinov2_vits14_reg4_pretrain.pth")
+    torch.save(head, folder / f"{name}_vision_head.pth")
+    torch.save(text, folder / f"{name}_text_encoder.pth")
+    shutil.copy(clip_vocab(), folder / "bpe_simple_vocab_16e6.txt.gz")
+    (folder / "dinotxt_config.json").write_text(json.dumps({"text_heads": heads}))
+    return folder, model.eval()

@@ -8,13 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data.tokenizer import ClipTokenizer
 from .heads.backbone import FeatureBackbone
 from .heads.classification import ImageClassifier
 from .models.config import Dinov2Config, generic_labels, preset_config
+from .models.dinotxt import DinoTxt, DinoTxtConfig
 from .models.vit import DinoVisionTransformer
 from .weights.checkpoint import load_converted, read_state_dict
+from .weights.dinotxt import dinotxt_files, read_dinotxt
 from .weights.formats import hf_base_prefix, to_hf
-from .weights.names import lookup
+from .weights.names import DINOTXT_NAMES, lookup
 from .weights.pretrained import PretrainedMixin, ResolvedCheckpoint, device_of, load_pretrained, with_linear_head
 
 
@@ -224,3 +227,48 @@ def get_model(name: str, pretrained: bool | str = False, device=None, device_map
         config = preset_config(source.size, False, interpolate_mode=mode, use_mask_token=False)
         backbone = Dinov2Model(config).to(device_of(device_map, device))
     return MMPretrainFeatureModel(backbone)
+
+
+class DinoTxtModel(DinoTxt):
+    """dino.txt with its tokenizer: `DinoTxtModel.from_pretrained("dinotxt")` (or the torch.hub name, or a folder
+    of the official files); `tokenize(texts)`, `encode_image`, `encode_text`, `get_visual_class_and_patch_tokens`,
+    `logit_scale`, as the official model and tokenizer."""
+
+    tokenizer: ClipTokenizer | None = None
+
+    @classmethod
+    def from_pretrained(cls, name_or_path="dinotxt", *, device=None, dtype=None, interpolate_mode: str | None = None,
+                        local_files_only: bool = False, **config_fields) -> DinoTxtModel:
+        files = dinotxt_files(name_or_path, local_files_only=local_files_only)
+        sd, fields = read_dinotxt(files)
+        fields.update(config_fields)
+        if interpolate_mode is not None:
+            fields["backbone"].interpolate_mode = interpolate_mode
+        with torch.device("meta"):
+            model = cls(DinoTxtConfig(**fields))
+        model.to_empty(device="cpu")
+        sd.setdefault("logit_scale", torch.tensor([model.config.logit_scale]))
+        load_converted(model, sd, str(name_or_path))
+        model.tokenizer = ClipTokenizer(files["vocab"])
+        model.name_or_path = str(name_or_path)
+        return model.to(device=device or "cpu", dtype=dtype).eval()
+
+    def tokenize(self, texts, context_length: int | None = None) -> torch.Tensor:
+        if self.tokenizer is None:
+            raise ValueError("this model has no tokenizer: load it with DinoTxtModel.from_pretrained")
+        return self.tokenizer.tokenize(texts, context_length or self.config.text_context_length)
+
+    def encode_texts(self, texts, normalize: bool = False) -> torch.Tensor:
+        """Tokenize and encode strings on the model's device."""
+        ids = self.tokenize(texts).to(self.logit_scale.device)
+        return self.encode_text(ids, normalize=normalize)
+
+
+def is_dinotxt(name_or_path) -> bool:
+    """A dino.txt name, or a folder holding dino.txt's text encoder file."""
+    from pathlib import Path
+
+    if str(name_or_path) in DINOTXT_NAMES:
+        return True
+    folder = Path(name_or_path)
+    return folder.is_dir() and any(folder.glob("*_text_encoder.pth"))

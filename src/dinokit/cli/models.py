@@ -10,6 +10,7 @@ KIND_TITLES = {
     "classifier": "classifiers (classify): backbone + official linear head",
     "depth": "depth (depth): backbone + head, or a transformers DPT repository",
     "segmentation": "segmentation (segment --head): backbone + official linear head",
+    "text": "text and images (dino.txt: classify --labels, search --text, segment --labels)",
 }
 
 

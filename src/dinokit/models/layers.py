@@ -30,9 +30,9 @@ class Attention(nn.Module):
     probabilities, as in transformers; the projection's output is not dropped (transformers ≥ 5).
     """
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, causal: bool = False):
         super().__init__()
-        self.num_heads = num_heads
+        self.num_heads, self.causal = num_heads, causal
         self.scale = (dim // num_heads) ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
@@ -49,13 +49,16 @@ class Attention(nn.Module):
         weights = None
         if need_weights or head_mask is not None:
             weights = (q * self.scale) @ k.transpose(-2, -1)
+            if self.causal:  # token i reads tokens 0..i (a text transformer)
+                weights = weights.masked_fill(torch.ones(N, k.shape[2], dtype=torch.bool, device=x.device).triu(1),
+                                              float("-inf"))
             weights = weights.softmax(dim=-1)
             weights = F.dropout(weights, drop, self.training)
             if head_mask is not None:
                 weights = weights * head_mask
             out = weights @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=self.causal)
         out = self.proj(out.transpose(1, 2).reshape(B, N, C))
         return out, weights
 
@@ -74,15 +77,19 @@ class Mlp(nn.Module):
 
 
 class SwiGLUFFN(nn.Module):
-    """The fused SwiGLU of ViT-g: one projection to [x1; x2], silu(x1) * x2, then back."""
+    """silu(x1) * x2, then back: the fused form of ViT-g (one projection `w12` to [x1; x2]) or the split
+    form of dino.txt's vision head (`w1`, `w2`), as their checkpoints store them."""
 
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, dim: int, hidden: int, fused: bool = True):
         super().__init__()
-        self.w12 = nn.Linear(dim, 2 * hidden)
+        if fused:
+            self.w12 = nn.Linear(dim, 2 * hidden)
+        else:
+            self.w1, self.w2 = nn.Linear(dim, hidden), nn.Linear(dim, hidden)
         self.w3 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = self.w12(x).chunk(2, dim=-1)
+        x1, x2 = self.w12(x).chunk(2, dim=-1) if hasattr(self, "w12") else (self.w1(x), self.w2(x))
         return self.w3(F.silu(x1) * x2)
 
 
@@ -125,13 +132,13 @@ class Block(nn.Module):
     """x + ls1(attn(norm1(x))); x + ls2(mlp(norm2(x)))."""
 
     def __init__(self, dim, num_heads, mlp_hidden, *, swiglu=False, qkv_bias=True, layerscale=1.0,
-                 drop_path=0.0, eps=1e-6, attn_drop=0.0, act="gelu"):
+                 drop_path=0.0, eps=1e-6, attn_drop=0.0, act="gelu", causal=False, swiglu_fused=True):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, causal=causal)
         self.ls1 = LayerScale(dim, layerscale) if layerscale else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = SwiGLUFFN(dim, mlp_hidden) if swiglu else Mlp(dim, mlp_hidden, act)
+        self.mlp = SwiGLUFFN(dim, mlp_hidden, swiglu_fused) if swiglu else Mlp(dim, mlp_hidden, act)
         self.ls2 = LayerScale(dim, layerscale) if layerscale else nn.Identity()
         self.drop_path = DropPath(drop_path)
 

@@ -22,6 +22,18 @@ class ModelSource:
     linear_head: bool = False  # torch.hub `_lc` names: backbone URL + the official linear head files
 
 
+DINOTXT_NAME = "dinov2_vitl14_reg4_dinotxt_tet1280d20h24l"  # torch.hub's name of dino.txt
+DINOTXT_NAMES = (DINOTXT_NAME, "dinotxt")  # and its short alias
+
+
+def dinotxt_urls() -> dict[str, str]:
+    """The four files dino.txt needs: the ViT-L/14 reg4 backbone, the vision head, the text encoder, the
+    BPE vocabulary."""
+    base = f"{OFFICIAL_BASE_URL}/dinov2_vitl14/{DINOTXT_NAME}"
+    return {"backbone": official_url("l", True), "vision_head": f"{base}_vision_head.pth",
+            "text_encoder": f"{base}_text_encoder.pth", "vocab": f"{OFFICIAL_BASE_URL}/thirdparty/bpe_simple_vocab_16e6.txt.gz"}
+
+
 def official_head_url(size: str, registers: bool, layers: int) -> str:
     return official_url(size, registers, "linear_head" if layers == 1 else f"linear{layers}_head")
 
@@ -103,7 +115,7 @@ class CatalogueEntry:
     (cached by torch.hub) or `hf://owner/repo` (a Hugging Face repository, cached by huggingface_hub)."""
 
     name: str
-    kind: str  # backbone, classifier, depth or segmentation
+    kind: str  # backbone, classifier, depth, segmentation or text (dino.txt)
     files: tuple[str, ...]
 
     @property
@@ -115,7 +127,7 @@ class CatalogueEntry:
         return [f.removeprefix("hf://") for f in self.files if f.startswith("hf://")]
 
 
-KINDS = ("backbone", "classifier", "depth", "segmentation")
+KINDS = ("backbone", "classifier", "depth", "segmentation", "text")
 
 
 @functools.cache
@@ -145,6 +157,7 @@ def catalogue() -> tuple[CatalogueEntry, ...]:
             for kind in ("linear", "ms"):
                 entries.append(CatalogueEntry(f"dinov2_vit{size}14_{dataset}_{kind}", "segmentation",
                                               (backbone, official_segmentation_head_url(size, dataset, kind))))
+    entries += [CatalogueEntry(name, "text", tuple(dinotxt_urls().values())) for name in DINOTXT_NAMES]
     return tuple(sorted(entries, key=lambda e: (KINDS.index(e.kind), e.name)))
 
 
