@@ -1,9 +1,9 @@
-"""`dinokit search`: the nearest images of query images in an index."""
+"""`dinokit search`: the nearest images of query images (or of a text, with dino.txt) in an index."""
 from __future__ import annotations
 
 import json
 
-from ..errors import EXIT_OK
+from ..errors import EXIT_OK, UsageError
 from .options import positive_int
 
 
@@ -11,8 +11,14 @@ def run(args) -> int:
     from ..data import list_images
     from ..features import search
 
-    queries = [str(p) for p in list_images(args.query)]
-    results = search(args.query, args.index, k=args.k, device=args.device)
+    if bool(args.query) == bool(args.text):
+        raise UsageError("give query images or --text (not both)")
+    if args.text:
+        queries = list(args.text)
+        results = search(index=args.index, k=args.k, text=queries, device=args.device)
+    else:
+        queries = [str(p) for p in list_images(args.query)]
+        results = search(args.query, args.index, k=args.k, device=args.device)
     if args.json:
         print(json.dumps([{"query": q, "hits": [{"path": h.path, "score": round(h.score, 6)} for h in hits]}
                           for q, hits in zip(queries, results)], indent=2))
@@ -25,8 +31,9 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("search", help="nearest images of a query image (or a text file of query images)")
-    p.add_argument("query", nargs="+", help="query images, folders or text files of paths")
+    p = sub.add_parser("search", help="nearest images of a query image, or of a text with a dino.txt index")
+    p.add_argument("query", nargs="*", help="query images, folders or text files of paths")
+    p.add_argument("--text", action="append", help="a text query (an index of dino.txt embeddings); repeat for several")
     p.add_argument("--index", required=True, help="index folder (`dinokit index`)")
     p.add_argument("-k", type=positive_int, default=10, help="hits per query")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -363,6 +363,27 @@ def official_eval_transform(resize: int = 256, crop: int = 224):
     ])
 
 
+class OfficialEvalProcessor:
+    """`official_eval_transform` with the processor's calling convention (image or images →
+    `{"pixel_values": [N, 3, crop, crop]}`, `crop_size`, `do_center_crop`): the preprocessing of the models
+    whose reference is the official code, not transformers (dino.txt's notebook)."""
+
+    do_center_crop = True
+
+    def __init__(self, crop: int = 224):
+        self.crop_size = {"height": crop, "width": crop}
+        self.transform = official_eval_transform(crop * 256 // 224, crop)
+
+    def __call__(self, images, return_tensors=None) -> BatchFeature:
+        import torch
+
+        images = images if isinstance(images, (list, tuple)) else [images]
+        return BatchFeature({"pixel_values": torch.stack([self.transform(image) for image in images])})
+
+    def __repr__(self) -> str:
+        return f"OfficialEvalProcessor({self.transform})"
+
+
 def dense_transform(short_side: int | None = 448):
     """Dense tasks see the whole image (no crop): resized so its shorter side is `short_side` (None keeps the
     size), as a normalised tensor; the model pads it to a multiple of the patch size."""

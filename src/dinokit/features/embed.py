@@ -20,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import Dinov2ImageProcessor, ImageFiles, scan_images
+from ..data import Dinov2ImageProcessor, ImageFiles, OfficialEvalProcessor, scan_images
 from ..distributed import ensure_process_group, rank_and_world
 from ..embeddings.store import ShardWriter, embedded_paths, exclusive_output, has_patch_tokens, read_metadata, remaining_failures
 from ..errors import UsageError, refuse_changed_settings
 from ..io import write_text_atomic
-from ..pretrained import Dinov2Model
+from ..models.dinotxt import DinoTxt
+from ..pretrained import DinoTxtModel, Dinov2Model, is_dinotxt
 from ..runtime.backends import BACKENDS, FIXED_SIZE_BACKENDS, INEXACT_BACKENDS, BackendError, accelerate, require_cpu_bf16
+from ..runtime.cpu import fast_path
 from ..runtime.images import run_over_images
 from ..weights import model_identity, weights_fingerprint
 from .pooling import POOLINGS, pool
@@ -51,8 +53,11 @@ class EmbedSummary:
         return self.done / self.seconds if self.seconds > 0 else 0.0
 
 
-def make_processor(model, image_size: int | None = None) -> Dinov2ImageProcessor:
-    """The model's processor; `image_size` crops that size after resizing the short side by 256/224 of it."""
+def make_processor(model, image_size: int | None = None) -> Dinov2ImageProcessor | OfficialEvalProcessor:
+    """The model's processor; `image_size` crops that size after resizing the short side by 256/224 of it.
+    dino.txt: the official evaluation transform, as its reference notebook."""
+    if model and is_dinotxt(model):
+        return OfficialEvalProcessor(image_size or 224)
     processor = Dinov2ImageProcessor.from_pretrained(model) if model else Dinov2ImageProcessor()
     if image_size:
         processor = Dinov2ImageProcessor(**{**processor.to_dict(), "size": image_size * 256 // 224,
@@ -96,6 +101,12 @@ class EmbedOptions:
         return DTYPES[self.dtype]
 
     def check(self) -> None:
+        if is_dinotxt(self.model):
+            fixed = {f"--pooling {self.pooling}": self.pooling != "cls", "--keep-patches": self.keep_patches,
+                     f"--backend {self.backend}": self.backend != "eager"}
+            if any(fixed.values()):
+                raise UsageError(f"{self.model} embeds an image as dino.txt's image embedding ([CLS, mean of patches] of "
+                                 f"its vision head, eager): {', '.join(k for k, v in fixed.items() if v)} does not apply")
         if self.pooling not in POOLINGS:
             raise UsageError(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.dtype not in DTYPES:
@@ -149,8 +160,7 @@ def embed_with(inputs, output: str | os.PathLike, options: EmbedOptions, *, prog
     paths, problems = _input_paths(inputs)
     with exclusive_output(out, rank):  # a second writer is refused; a kill releases it
         _check_matches_existing(out, metadata)
-        net = Dinov2Model.from_pretrained(options.model, interpolate_mode=options.interpolate_mode,
-                                          device=options.torch_device, dtype=options.torch_dtype)
+        net = load_embedder(options)
         metadata = {**metadata, **model_metadata(net)}
         _check_matches_existing(out, metadata)
         embedded = embedded_paths(out)
@@ -240,9 +250,22 @@ class _ShardSink:
         self.paths, self.embeddings, self.patches, self.failures = [], [], [], []
 
 
+def load_embedder(options: EmbedOptions):
+    """The model `embed` runs: a DINOv2 backbone, or dino.txt (whose embedding is its image embedding)."""
+    if is_dinotxt(options.model):
+        return DinoTxtModel.from_pretrained(options.model, interpolate_mode=options.interpolate_mode,
+                                            device=options.torch_device, dtype=options.torch_dtype)
+    return Dinov2Model.from_pretrained(options.model, interpolate_mode=options.interpolate_mode,
+                                       device=options.torch_device, dtype=options.torch_dtype)
+
+
 def token_forward(net, options: EmbedOptions, crop: int | None):
-    """pixels → the tokens `pool` reads, computed as `embed` computes them (the service uses it too): the
-    model on its backend, or only the CLS token when that is all the options keep."""
+    """pixels → the tokens `pool` reads, computed as `embed` computes them (search and the service use it
+    too): the model on its backend, or only the CLS token when that is all the options keep; for dino.txt
+    its image embedding (`encode_image`) as the one token."""
+    if isinstance(net, DinoTxt):
+        fast_path(net)
+        return lambda pixels: net.encode_image(pixels)[:, None]
     try:
         forward = accelerate(net, options.backend, image_size=crop)
     except BackendError as e:

@@ -6,31 +6,54 @@ import torch
 
 from ..data import list_images, load_image
 from ..embeddings import EmbeddingIndex, Hit, drop_unusable, duplicate_groups, read_embeddings
-from ..pretrained import Dinov2Model
-from ..runtime.cpu import fast_path
-from .embed import EmbedOptions, make_processor
+from ..errors import UsageError
+from ..models.dinotxt import DinoTxt
+from ..pretrained import DinoTxtModel, is_dinotxt
+from .embed import EmbedOptions, load_embedder, make_processor, token_forward
 from .pooling import pool
 
 
 def embed_images(images, model, *, pooling="cls", normalize=False, image_size=None, interpolate_mode=None,
                  device="cpu", batch_size=8) -> np.ndarray:
-    """Embeddings of a few images in memory, computed exactly as `dinokit embed` computes them."""
-    net = model if isinstance(model, torch.nn.Module) else Dinov2Model.from_pretrained(
-        model, interpolate_mode=interpolate_mode, device=device)
-    fast_path(net)
-    processor = make_processor(str(model) if not isinstance(model, torch.nn.Module) else None, image_size)
+    """Embeddings of a few images in memory (paths or PIL images), computed exactly as `dinokit embed`
+    computes them: the same processor, model and forward."""
+    options = EmbedOptions(model=str(model) if not isinstance(model, torch.nn.Module) else "dinov2_vits14", pooling=pooling,
+                           normalize=normalize, image_size=image_size, interpolate_mode=interpolate_mode, device=device)
+    net = model if isinstance(model, torch.nn.Module) else load_embedder(options)
+    processor = make_processor(options.model if not isinstance(model, torch.nn.Module) else None, image_size)
+    forward = token_forward(net, options, processor.crop_size["height"] if processor.do_center_crop else None)
     out = []
     with torch.inference_mode():
         for i in range(0, len(images), batch_size):
             pixels = processor([load_image(p) if not hasattr(p, "mode") else p for p in images[i:i + batch_size]])
-            tokens = net(pixels["pixel_values"].to(device)).last_hidden_state
+            tokens = forward(pixels["pixel_values"].to(device))
             out.append(pool(tokens, net.num_prefix_tokens, pooling, normalize).float().cpu().numpy())
     return np.concatenate(out)
 
 
-def search(query, index, k: int = 10, *, device="cpu") -> list[list[Hit]]:
-    """Nearest images of each query: image paths, a text file of paths, a folder, or an array of embeddings."""
+def embed_texts(texts: list[str], model, *, device="cpu") -> np.ndarray:
+    """dino.txt text embeddings of `texts`, normalised: what a text query is compared with."""
+    net = model if isinstance(model, torch.nn.Module) else DinoTxtModel.from_pretrained(model, device=device)
+    if not isinstance(net, DinoTxt):
+        raise UsageError(f"{model} does not read text: text search needs a dino.txt model (`dinokit embed --model dinotxt`)")
+    with torch.inference_mode():
+        return net.encode_texts(texts, normalize=True).float().cpu().numpy()
+
+
+def search(query=None, index=None, k: int = 10, *, text: str | list[str] | None = None, device="cpu") -> list[list[Hit]]:
+    """Nearest images of each query: image paths, a text file of paths, a folder, an array of embeddings, or
+    `text=` (one string or several) for an index made with dino.txt."""
+    if index is None:
+        raise TypeError("search() needs index=: an index folder (`dinokit index`) or an EmbeddingIndex")
     index = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex(index)
+    if (query is None) == (text is None):
+        raise TypeError("search() takes a query (images or embeddings) or text=, not both")
+    if text is not None:
+        model = index.meta.get("dinokit.model")
+        if model is None or not is_dinotxt(model):
+            raise UsageError(f"this index was made with {model or 'an unknown model'}, which does not read text: "
+                             "text search needs an index of dino.txt embeddings (`dinokit embed --model dinotxt`)")
+        return index.search(embed_texts([text] if isinstance(text, str) else list(text), model, device=device), k)
     if isinstance(query, np.ndarray):
         return index.search(query, k)
     o = index_options(index.meta)

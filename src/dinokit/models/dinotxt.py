@@ -99,6 +99,14 @@ class DinoTxt(nn.Module):
     def patch_size(self) -> int:
         return self.backbone.patch_size
 
+    @property
+    def num_prefix_tokens(self) -> int:
+        return self.backbone.num_prefix_tokens
+
+    @property
+    def interpolate_mode(self) -> str:
+        return self.backbone.interpolate_mode
+
     def get_visual_class_and_patch_tokens(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.vision_head(self.backbone(pixel_values).last_hidden_state)
         return tokens[:, 0], tokens[:, 1 + self.backbone.num_register_tokens:]
