@@ -5,7 +5,7 @@ from pathlib import Path
 import dinokit
 
 ROOT = Path(dinokit.__file__).parent
-JOBS = {"features", "eval", "finetune", "classify", "train", "curate", "dense", "bench", "serve"}
+JOBS = {"features", "eval", "finetune", "classify", "zeroshot", "train", "curate", "dense", "bench", "serve"}
 ABOVE = {  # unit → what it must never import
     "models": {"cli", "pretrained", "heads", "runtime", "embeddings", "data", *JOBS},  # weights: the config's files
     "weights": {"cli", "pretrained", "heads", "runtime", "embeddings", *JOBS},

@@ -8,6 +8,23 @@ from ..errors import EXIT_OK
 from .options import add_interpolate_mode, non_negative_int, positive_int
 
 
+def run_zeroshot(args) -> int:
+    from ..eval import eval_zeroshot
+
+    r = eval_zeroshot(args.val, args.model, classes_file=args.classes, templates=args.template, image_size=args.image_size,
+                      batch_size=args.batch_size, num_workers=args.num_workers, device=args.device)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return EXIT_OK
+    print(f"zero-shot ({r['val_images']} images, {r['classes']} classes named by {r['class_names_from']}, "
+          f"{r['templates']} templates, model {r['model']})")
+    print(f"top-1 {100 * r['top1']:6.2f}%  top-5 {100 * r['top5']:6.2f}%")
+    if r["failed"]:
+        print(f"warning: {r['failed']} images could not be used (e.g. {r['failures'][0]['path']}: "
+              f"{r['failures'][0]['reason']})", file=sys.stderr)
+    return EXIT_OK
+
+
 def run(args) -> int:
     from ..eval import eval_knn, eval_linear
 
@@ -61,7 +78,7 @@ def _warn(warnings: list[str]) -> None:
 def register(sub) -> None:
     from ..eval import DEFAULT_CACHE
 
-    p = sub.add_parser("eval", help="the paper's k-NN and linear-probe protocols on an image folder")
+    p = sub.add_parser("eval", help="the paper's k-NN and linear-probe protocols, and dino.txt's zero-shot, on an image folder")
     ev = p.add_subparsers(dest="protocol", required=True)
     for name, text in (("knn", "k-NN classification (cosine, top 200, softmax(sim/T))"),
                        ("linear", "linear probe over a grid of blocks, avgpool and learning rates")):
@@ -78,6 +95,19 @@ def register(sub) -> None:
         add_interpolate_mode(q)
         q.add_argument("--json", action="store_true", help="print the result as JSON")
         q.set_defaults(func=run)
+    zs = ev.add_parser("zeroshot", help="zero-shot classification with dino.txt (class names → text classifiers)")
+    zs.add_argument("--val", required=True, help="ImageFolder (ROOT/<class>/<image>), optionally with ROOT/classes.txt")
+    zs.add_argument("--model", default="dinotxt", help="a dino.txt name or folder")
+    zs.add_argument("--classes", help="class names, one per line in the sorted order of the class folders "
+                                      "(default: ROOT/classes.txt, CLIP's ImageNet names for 1000 classes, or the folder names)")
+    zs.add_argument("--template", action="append", help="a prompt with {} for the class name, repeatable "
+                                                        "(default: CLIP's 80 ImageNet templates)")
+    zs.add_argument("--image-size", type=positive_int, default=224, help="crop size of the evaluation transform")
+    zs.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass")
+    zs.add_argument("--num-workers", type=non_negative_int, default=2, help="image decoding processes (0: in this process)")
+    zs.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
+    zs.add_argument("--json", action="store_true", help="print the result as JSON")
+    zs.set_defaults(func=run_zeroshot)
     knn = ev.choices["knn"]
     knn.add_argument("--ks", type=positive_int, nargs="+", default=[10, 20, 100, 200], help="neighbours that vote")
     knn.add_argument("--temperature", type=float, default=0.07, help="softmax temperature of the votes")

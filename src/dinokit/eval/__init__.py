@@ -9,6 +9,7 @@ _EXPORTS = {  # module → the names it gives the package, imported on first use
     ".knn": ["accuracy", "knn_eval", "knn_predict"],
     ".linear": ["LEARNING_RATES", "linear_probe", "logistic_regression"],
     ".run": ["eval_knn", "eval_linear"],
+    ".zeroshot": ["eval_zeroshot"],
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
@@ -16,4 +17,5 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 DEFAULT_CACHE = Path(os.environ.get("DINOKIT_CACHE", Path.home() / ".cache" / "dinokit")) / "eval-features"
 
 __all__ = ["DEFAULT_CACHE", "FeatureSet", "folder_features", "parquet_features", "knn_predict", "knn_eval", "accuracy",
-           "linear_probe", "logistic_regression", "LEARNING_RATES", "eval_knn", "eval_linear"]
+           "linear_probe", "logistic_regression", "LEARNING_RATES", "eval_knn", "eval_linear",
+           "eval_zeroshot"]

@@ -139,8 +139,16 @@ def create_app(service: Service, *, token: str | None = None) -> FastAPI:
             raise HTTPException(409, "this server has no index: start it with --index INDEX")
         images, fields = await _read_request(request, service)
         k = _int_field(fields, "k", 10, 1, 1000)
-        if fields.get("text") is not None:
-            raise HTTPException(400, f"{service.options.model} does not read text: text search needs a dino.txt model")
+        text = fields.get("text")
+        if text is not None:
+            if not service.reads_text:
+                raise HTTPException(400, f"{service.options.model} does not read text: text search needs an index of "
+                                         "dino.txt embeddings (`dinokit embed --model dinotxt`)")
+            texts = [text] if isinstance(text, str) else text
+            if images or not texts or not all(isinstance(t, str) and t.strip() for t in texts) or len(texts) > 64:
+                raise HTTPException(400, "'text' must be a non-empty string or a list of up to 64 (and no images with it)")
+            vectors = await run_in_threadpool(service.embed_text, texts)
+            return {"results": [{"hits": hits} for hits in service.search(vectors, k)]}
         vectors = await service.embed(await _pixels(service, _need_images(images)))
         return {"results": [{"hits": hits} for hits in service.search(vectors, k)]}
 

@@ -19,11 +19,11 @@ from ..classify import load_classifier, top_predictions
 from ..data import decode_image, load_image
 from ..embeddings import EmbeddingIndex
 from ..errors import InputFileError, UsageError
-from ..features.embed import EmbedOptions, make_processor, model_metadata, token_forward
+from ..features.embed import EmbedOptions, load_embedder, make_processor, model_metadata, token_forward
 from ..features.pooling import pool
 from ..features.search import index_options
 from ..io import read_json
-from ..pretrained import Dinov2Model
+from ..models.dinotxt import DinoTxt
 from ..weights import model_identity
 from .batching import DynamicBatcher
 from .collection import Collection
@@ -54,8 +54,8 @@ class Service:
         o = self.options
         self.processor = make_processor(o.model, o.image_size)
         crop = self.processor.crop_size["height"] if self.processor.do_center_crop else None
-        self.net = Dinov2Model.from_pretrained(o.model, interpolate_mode=o.interpolate_mode, device=o.torch_device,
-                                               dtype=o.torch_dtype)
+        self.net = load_embedder(o)
+        self.reads_text = isinstance(self.net, DinoTxt)
         self._check_index_weights()
         self.forward = token_forward(self.net, o, crop)
         self.groups = _read_groups(duplicates) if duplicates is not None else []
@@ -130,6 +130,11 @@ class Service:
     async def embed(self, pixels: list[torch.Tensor]) -> np.ndarray:
         return np.stack(await self.batchers["embed"].submit(pixels))
 
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """dino.txt text embeddings (normalised), as `dinokit search --text` computes them."""
+        with self.model_lock, torch.inference_mode():
+            return self.net.encode_texts(texts, normalize=True).float().cpu().numpy()
+
     def search(self, vectors: np.ndarray, k: int) -> list[list[dict]]:
         return [[{"path": h.path, "key": self.collection.key(h.path), "score": h.score} for h in hits]
                 for hits in self.index.search(vectors, k)]
@@ -151,9 +156,10 @@ class Service:
         from ..features.viz import pca_figure
 
         path = self.collection.resolve(key)
+        vit = self.net.backbone if isinstance(self.net, DinoTxt) else self.net
         if (kind, path) not in self._pictures:
             with self.model_lock:
-                figure = pca_figure(self.net, [path]) if kind == "pca" else attention_figure(self.net, path)
+                figure = pca_figure(vit, [path]) if kind == "pca" else attention_figure(vit, path)
             out = io.BytesIO()
             figure.save(out, "PNG")
             self._pictures[(kind, path)] = out.getvalue()
@@ -163,11 +169,12 @@ class Service:
 
     def info(self) -> dict:
         o = self.options
-        return {"model": o.model, "pooling": o.pooling, "normalize": o.normalize, "image_size": o.image_size,
-                "dim": self.net.config.hidden_size * (2 if o.pooling == "cls+mean" else 1),
+        width = self.net.config.hidden_size * (2 if o.pooling == "cls+mean" else 1) if not self.reads_text else None
+        dim = self.net.config.embed_dim if self.reads_text else width
+        return {"model": o.model, "pooling": o.pooling, "normalize": o.normalize, "image_size": o.image_size, "dim": dim,
                 "index": {"count": len(self.index.paths), "source": self.index.meta.get("source")} if self.index else None,
                 "duplicate_groups": len(self.groups), "classifier": self.classifier is not None,
-                "reads_text": False, "limits": asdict(self.limits)}
+                "reads_text": self.reads_text, "limits": asdict(self.limits)}
 
 
 def _by_shape(pixels: list[torch.Tensor], run) -> list:
