@@ -78,7 +78,8 @@ class TextTransformer(nn.Module):
         for block in self.blocks:
             x = block(x)[0]
         x = self.norm(x)
-        return self.projection(x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)])
+        end = ids.argmax(dim=-1)  # the end-of-text token has the largest id
+        return self.projection(x.gather(1, end[:, None, None].expand(-1, 1, x.shape[-1]))[:, 0])
 
 
 class DinoTxt(nn.Module):
@@ -108,7 +109,7 @@ class DinoTxt(nn.Module):
         return self.backbone.interpolate_mode
 
     def get_visual_class_and_patch_tokens(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = self.vision_head(self.backbone(pixel_values).last_hidden_state)
+        tokens = self.vision_head(self.backbone(pixel_values, return_dict=True).last_hidden_state)
         return tokens[:, 0], tokens[:, 1 + self.backbone.num_register_tokens:]
 
     def encode_image(self, pixel_values: torch.Tensor, normalize: bool = False) -> torch.Tensor:
