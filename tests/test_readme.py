@@ -17,7 +17,17 @@ import torch
 from PIL import Image
 
 import dinokit
-from tests.helpers import HANG, SNAPSHOT, fake_hf_cache, generated_images, perturb_, sample_photos, save_tiny_model
+from dinokit.weights.names import dinotxt_urls
+from tests.helpers import (
+    HANG,
+    SNAPSHOT,
+    fake_hf_cache,
+    generated_images,
+    perturb_,
+    sample_photos,
+    save_dinotxt_folder,
+    save_tiny_model,
+)
 
 README = Path(__file__).parents[1] / "README.md"
 MARKER = re.compile(r"<!-- readme-test: (skip|file):? (.+?) -->")
@@ -77,6 +87,12 @@ def official_files(checkpoints: Path):
                checkpoints / "dinov2_vits14_ade20k_linear_head.pth")
     torch.save({"state_dict": to_mmpretrain(backbone.state_dict()), "meta": {}},
                checkpoints / "vit-small-p14_dinov2-pre_3rdparty_20230426-5641ca5a.pth")
+    dinotxt, _ = save_dinotxt_folder(checkpoints.parent / "dinotxt-files")  # dino.txt on a ViT-S/14 reg4, small text tower
+    for kind, url in dinotxt_urls().items():
+        pattern = {"backbone": "dinov2_vits14_reg4_pretrain.pth", "vision_head": "*_vision_head.pth",
+                   "text_encoder": "*_text_encoder.pth", "vocab": "bpe_simple_vocab_16e6.txt.gz"}[kind]
+        shutil.copy(next(dinotxt.glob(pattern)), checkpoints / url.rsplit("/", 1)[-1])
+    shutil.copy(dinotxt / "dinotxt_config.json", checkpoints)
 
 
 def hub_repos(cache: Path):

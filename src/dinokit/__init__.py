@@ -6,17 +6,19 @@ __version__ = "0.1.0"
 _EXPORTS = {  # module → the names it gives the package, imported on first use
     ".data": ["AutoImageProcessor", "Dinov2ImageProcessor", "ImageFiles", "ImageLoadError", "load_image"],
     ".models": ["BaseModelOutputWithPooling", "Dinov2Config", "Dinov2WithRegistersConfig", "preset_config"],
-    ".pretrained": ["AutoBackbone", "AutoConfig", "AutoModel", "AutoModelForImageClassification", "Dinov2Backbone",
-                    "Dinov2ForImageClassification", "Dinov2Model", "MMPretrainFeatureModel", "get_model", "load_model",
+    ".pretrained": ["DinoTxtModel", "AutoBackbone", "AutoConfig", "AutoModel", "AutoModelForImageClassification",
+                    "Dinov2Backbone", "Dinov2ForImageClassification", "Dinov2Model", "MMPretrainFeatureModel", "get_model",
+                    "load_model",
                     *(f"dinov2_vit{size}14{reg}{lc}" for size in "sblg" for reg in ("", "_reg") for lc in ("", "_lc"))],
     ".runtime": ["accelerate", "fast_path"],
     ".weights": ["CheckpointMismatchError", "WeightsNotAvailableError", "available_models"],
     ".features": ["embed", "search", "dedup", "build_index"],
+    ".zeroshot": ["zero_shot_classify"],
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
-    "embed", "search", "dedup", "build_index", "accelerate", "fast_path",
+    "embed", "search", "dedup", "build_index", "accelerate", "fast_path", "DinoTxtModel", "zero_shot_classify",
     "AutoModel", "AutoModelForImageClassification", "AutoBackbone", "AutoConfig",
     "AutoImageProcessor", "Dinov2ImageProcessor", "ImageFiles", "ImageLoadError", "load_image",
     "Dinov2Config", "Dinov2WithRegistersConfig", "Dinov2Model", "Dinov2ForImageClassification", "Dinov2Backbone",

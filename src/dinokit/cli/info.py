@@ -9,10 +9,16 @@ from .options import add_interpolate_mode
 
 def run(args) -> int:
     from .. import load_model
+    from ..pretrained import DinoTxtModel, is_dinotxt
 
-    model = load_model(args.model, interpolate_mode=args.interpolate_mode)
-    info = {**model.config.to_dict(), "model": args.model, "parameters": model.num_parameters(),
-            "interpolate_mode": model.interpolate_mode}
+    if is_dinotxt(args.model):
+        model = DinoTxtModel.from_pretrained(args.model, interpolate_mode=args.interpolate_mode)
+        info = {**model.config.to_dict(), "model": args.model,
+                "parameters": sum(p.numel() for p in model.parameters()), "interpolate_mode": model.interpolate_mode}
+    else:
+        model = load_model(args.model, interpolate_mode=args.interpolate_mode)
+        info = {**model.config.to_dict(), "model": args.model, "parameters": model.num_parameters(),
+                "interpolate_mode": model.interpolate_mode}
     print(json.dumps(info, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in info.items()))
     return EXIT_OK
 
