@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dinokit.models.dinotxt import DinoTxt, DinoTxtConfig
 from dinokit.pretrained import DinoTxtModel, is_dinotxt
@@ -174,3 +175,17 @@ def test_tokenizer_equals_the_official_one_including_literal_special_tokens():
     official, ours = tokenizer.Tokenizer(str(clip_vocab())), ClipTokenizer(clip_vocab())
     for text in [*_strings(), "<|endoftext|> inside <|startoftext|>", "a<|endoftext|>b"]:
         assert torch.equal(ours.tokenize(text), official.tokenize(text)), text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_autocast_on_gpu_agrees_with_fp32(tmp_path):
+    """The notebook runs dino.txt under torch.autocast on CUDA; embeddings stay close to fp32's."""
+    folder, _ = save_dinotxt_folder(tmp_path / "dinotxt")
+    model = DinoTxtModel.from_pretrained(folder, device="cuda")
+    pixels, ids = torch.randn(2, 3, 224, 224, device="cuda"), model.tokenize(["a cat", "a dog on a sofa"]).cuda()
+    with torch.no_grad():
+        image32, text32 = model.encode_image(pixels, True), model.encode_text(ids, True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            image16, text16 = model.encode_image(pixels, True), model.encode_text(ids, True)
+    assert F.cosine_similarity(image16.float(), image32).min() > 0.99
+    assert F.cosine_similarity(text16.float(), text32).min() > 0.99
