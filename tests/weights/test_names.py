@@ -11,7 +11,7 @@ import dinokit
 from dinokit.cli import main
 from dinokit.dense import load_depth_model, load_segmentation_model
 from dinokit.weights.download import url_target
-from dinokit.weights.names import MODEL_SOURCES, catalogue, parse_dense_name
+from dinokit.weights.names import DINOTXT_NAMES, MODEL_SOURCES, catalogue, parse_dense_name
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -27,14 +27,15 @@ def test_models_lists_every_name_the_readme_and_the_loaders_use(capsys):
     names = {e.name for e in catalogue()}
     assert set(MODEL_SOURCES) <= names
     for e in catalogue():  # each listed name is one a loader resolves
-        assert e.name in MODEL_SOURCES or parse_dense_name(e.name) or e.name.startswith("facebook/dpt-dinov2-"), e.name
+        assert (e.name in MODEL_SOURCES or parse_dense_name(e.name) or e.name.startswith("facebook/dpt-dinov2-")
+                or e.name in DINOTXT_NAMES), e.name
         assert e.files and all(f.startswith(("https://", "hf://")) for f in e.files)
     used = set(re.findall(r"(?<![\w/.-])(dinov2_vit[sblg]14(?:_\w+)?|facebook/[\w-]+)(?![\w.])", README.read_text()))
     unlisted = {n for n in used if n not in names and not n.endswith(("_pretrain", "_head", "-"))}  # "-": {a,b} patterns
     assert not unlisted, f"the README uses names `dinokit models` does not list: {sorted(unlisted)}"
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    for title in ("backbones", "classifiers", "depth", "segmentation"):
+    for title in ("backbones", "classifiers", "depth", "segmentation", "dino.txt"):
         assert title in out
     line = next(line for line in out.splitlines() if line.split()[:1] == ["dinov2_vits14_lc"])
     assert "dinov2_vits14_pretrain.pth + dinov2_vits14_linear4_head.pth" in line

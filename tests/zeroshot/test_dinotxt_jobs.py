@@ -49,7 +49,7 @@ def test_embed_stores_dinotxt_image_embeddings(dinotxt, text_index):
     paths, vectors, meta = read_embeddings(text_index / "emb.parquet")
     expected = _image_embeddings(dinotxt[1], paths).numpy()
     assert vectors.shape == (11, 768) and np.abs(vectors - expected).max() <= 1e-4
-    assert meta["dinokit.model"] == str(dinotxt[0])
+    assert meta["dinokit.model"] == str(dinotxt[0]) and meta["dinokit.embedding"].startswith("dino.txt image embedding")
     with pytest.raises(UsageError, match="--pooling mean does not apply"):
         dinokit.embed(text_index / "photos", text_index / "other.parquet", str(dinotxt[0]), pooling="mean")
 

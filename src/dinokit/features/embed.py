@@ -33,6 +33,7 @@ from ..runtime.images import run_over_images
 from ..weights import model_identity, weights_fingerprint
 from .pooling import POOLINGS, pool
 
+DINOTXT_EMBEDDING = "dino.txt image embedding ([vision-head CLS, mean of vision-head patches]; search it with text)"
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 
@@ -130,7 +131,8 @@ class EmbedOptions:
                 "dinokit.normalize": str(self.normalize), "dinokit.image_size": str(crop),
                 "dinokit.keep_patches": str(self.keep_patches),
                 # reduced precision and int8 change the numbers: never mixed with exact ones in one output
-                "dinokit.numerics": "exact" if exact else f"{self.dtype}+{self.backend}"}
+                "dinokit.numerics": "exact" if exact else f"{self.dtype}+{self.backend}",
+                **({"dinokit.embedding": DINOTXT_EMBEDDING} if is_dinotxt(self.model) else {})}
 
 
 def model_metadata(net) -> dict[str, str]:
