@@ -352,9 +352,13 @@ def test_service_refuses_settings_that_differ_from_the_index(collection):
 @pytest.mark.slow
 def test_serve_bench_times_both_servers_on_the_same_requests(collection, tmp_path, capsys):
     from dinokit.bench import main
+    from tests.helpers import sample_photos
 
+    (tmp_path / "photos").mkdir()
+    for photo in sample_photos():  # the collection's own folder holds a link another test turns into a non-image
+        shutil.copy(photo, tmp_path / "photos")
     out = tmp_path / "serve.json"
-    assert main(["--no-peers", "--serve", "--serve-model", str(collection["model"]), "--photos", str(collection["photos"]),
+    assert main(["--no-peers", "--serve", "--serve-model", str(collection["model"]), "--photos", str(tmp_path / "photos"),
                  "--serve-clients", "8", "--serve-requests", "40", "-o", str(out)]) == 0
     s = json.loads(out.read_text())["serve"]
     for mode in ("one per forward", "dynamic batching"):
