@@ -76,3 +76,24 @@ def test_search_by_upload_shows_the_thumbnails_then_the_pictures_and_duplicates(
     groups = json.loads((photos.parent / "dups.json").read_text())["groups"]
     wait.until(lambda b: len(_loaded_images(b, "#groups .hit img")) == sum(map(len, groups)))
     assert f"{len(groups)} groups of near-duplicates" in browser.find_element("id", "dup-status").text
+
+
+def test_search_by_text_with_a_dinotxt_index(page, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.helpers import save_dinotxt_folder
+
+    browser, _, photos = page
+    model, _ = save_dinotxt_folder(tmp_path / "dinotxt")
+    dinokit.embed(photos, tmp_path / "txt.parquet", str(model), num_workers=0, progress=False)
+    dinokit.build_index(tmp_path / "txt.parquet", tmp_path / "txt.index")
+    expected = [h.path for h in dinokit.search(text="a cat", index=tmp_path / "txt.index", k=11)[0]]
+    with SpawnedServer(["--index", tmp_path / "txt.index"]) as server:
+        wait = WebDriverWait(browser, 120)
+        browser.get(server.url + "/")
+        wait.until(lambda b: b.find_element("id", "text-query").is_enabled())
+        browser.find_element("id", "text-query").send_keys("a cat")
+        browser.find_element("id", "text-search").click()
+        wait.until(lambda b: len(_loaded_images(b, "#results .hit img")) == 11)
+        assert browser.find_element("id", "status").text == "11 nearest images of “a cat”"
+        assert [e.text for e in browser.find_elements("css selector", "#results .hit .path")] == expected
