@@ -27,10 +27,12 @@ LOGIT_SCALE = 100.0  # the notebook's zero-shot logits: 100 × cosine
 
 
 def load_dinotxt(model, device=None) -> DinoTxtModel:
+    """A dino.txt model (given, or loaded by name or folder onto the fast path); any other model is refused."""
     if isinstance(model, DinoTxt):
         return model
-    if not is_dinotxt(model):
-        raise UsageError(f"{model} does not read text: zero-shot classification needs dino.txt (--model dinotxt)")
+    if isinstance(model, torch.nn.Module) or not is_dinotxt(model):
+        name = type(model).__name__ if isinstance(model, torch.nn.Module) else model
+        raise UsageError(f"{name} does not read text: this needs a dino.txt model (--model dinotxt)")
     return fast_path(DinoTxtModel.from_pretrained(model, device=device))
 
 

@@ -7,8 +7,8 @@ import torch
 from ..data import list_images, load_image
 from ..embeddings import EmbeddingIndex, Hit, drop_unusable, duplicate_groups, read_embeddings
 from ..errors import UsageError
-from ..models.dinotxt import DinoTxt
-from ..pretrained import DinoTxtModel, is_dinotxt
+from ..pretrained import is_dinotxt
+from ..zeroshot import load_dinotxt
 from .embed import EmbedOptions, load_embedder, make_processor, token_forward
 from .pooling import pool
 
@@ -33,9 +33,7 @@ def embed_images(images, model, *, pooling="cls", normalize=False, image_size=No
 
 def embed_texts(texts: list[str], model, *, device="cpu") -> np.ndarray:
     """dino.txt text embeddings of `texts`, normalised: what a text query is compared with."""
-    net = model if isinstance(model, torch.nn.Module) else DinoTxtModel.from_pretrained(model, device=device)
-    if not isinstance(net, DinoTxt):
-        raise UsageError(f"{model} does not read text: text search needs a dino.txt model (`dinokit embed --model dinotxt`)")
+    net = load_dinotxt(model, device)
     with torch.inference_mode():
         return net.encode_texts(texts, normalize=True).float().cpu().numpy()
 
