@@ -83,10 +83,10 @@ class FeatureBackbone(nn.Module):
             [i % depth for i in indices] if indices is not None else list(range(depth)))
         B, _, H, W = x.shape
         h, w = H // vit.patch_size, W // vit.patch_size
-        tokens = vit.prepare_tokens(x)
+        tokens, rope = vit.prepare_tokens(x), vit.rope_for((H, W))
         intermediates = []
         for i, blk in enumerate(vit.blocks):
-            tokens, _ = blk(tokens)
+            tokens, _ = blk(tokens, rope=rope)
             if i in take:
                 y = vit.norm(tokens) if norm else tokens
                 prefix, patches = y[:, :vit.num_prefix_tokens], y[:, vit.num_prefix_tokens:]

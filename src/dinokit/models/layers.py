@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import activation
+from .rope import apply_rope
 
 
 class PatchEmbed(nn.Module):
@@ -28,21 +29,35 @@ class Attention(nn.Module):
     The default path is `scaled_dot_product_attention`; the explicit path runs only when the attention
     weights are asked for or a head mask is given. Dropout (training only) acts on the attention
     probabilities, as in transformers; the projection's output is not dropped (transformers ≥ 5).
+    `rope` (DINOv3): (sin, cos) that rotate the patch queries and keys. `mask_k_bias` (DINOv3): the key
+    part of the QKV bias is held at zero — loaders zero it, and in training it is masked out of the forward
+    pass so that it never learns.
     """
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, causal: bool = False):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, causal: bool = False,
+                 proj_bias: bool = True, mask_k_bias: bool = False):
         super().__init__()
-        self.num_heads, self.causal = num_heads, causal
+        self.num_heads, self.causal, self.mask_k_bias = num_heads, causal, mask_k_bias and qkv_bias
         self.scale = (dim // num_heads) ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
         self.attn_drop = attn_drop
 
+    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mask_k_bias and self.training:
+            keep = torch.ones_like(self.qkv.bias).index_fill(0, torch.arange(
+                x.shape[-1], 2 * x.shape[-1], device=x.device), 0.0)
+            return F.linear(x, self.qkv.weight, self.qkv.bias * keep)
+        return self.qkv(x)
+
     def forward(self, x: torch.Tensor, need_weights: bool = False, head_mask: torch.Tensor | None = None,
-                queries: int | None = None):
+                queries: int | None = None, rope: tuple[torch.Tensor, torch.Tensor] | None = None):
         """`queries=n`: only the first n tokens ask (all tokens still answer); the output has n tokens."""
         B, N, C = x.shape
-        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = self.project_qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if queries is not None:
             q, N = q[:, :, :queries], queries
         drop = self.attn_drop if self.training else 0.0
@@ -66,11 +81,11 @@ class Attention(nn.Module):
 class Mlp(nn.Module):
     """fc1 → activation (`hidden_act`, transformers' table) → fc2; no dropout inside, as transformers."""
 
-    def __init__(self, dim: int, hidden: int, act: str = "gelu"):
+    def __init__(self, dim: int, hidden: int, act: str = "gelu", bias: bool = True):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = nn.Linear(dim, hidden, bias=bias)
         self.act = activation(act)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = nn.Linear(hidden, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
@@ -78,19 +93,20 @@ class Mlp(nn.Module):
 
 class SwiGLUFFN(nn.Module):
     """silu(x1) * x2, then back: the fused form of ViT-g (one projection `w12` to [x1; x2]) or the split
-    form of dino.txt's vision head (`w1`, `w2`), as their checkpoints store them."""
+    form of dino.txt's vision head and DINOv3 (`w1`, `w2`), as their checkpoints store them."""
 
-    def __init__(self, dim: int, hidden: int, fused: bool = True):
+    def __init__(self, dim: int, hidden: int, fused: bool = True, bias: bool = True, act: str = "silu"):
         super().__init__()
+        self.act = activation(act)
         if fused:
-            self.w12 = nn.Linear(dim, 2 * hidden)
+            self.w12 = nn.Linear(dim, 2 * hidden, bias=bias)
         else:
-            self.w1, self.w2 = nn.Linear(dim, hidden), nn.Linear(dim, hidden)
-        self.w3 = nn.Linear(hidden, dim)
+            self.w1, self.w2 = nn.Linear(dim, hidden, bias=bias), nn.Linear(dim, hidden, bias=bias)
+        self.w3 = nn.Linear(hidden, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = self.w12(x).chunk(2, dim=-1) if hasattr(self, "w12") else (self.w1(x), self.w2(x))
-        return self.w3(F.silu(x1) * x2)
+        return self.w3(self.act(x1) * x2)
 
 
 class LayerScale(nn.Module):
@@ -132,28 +148,31 @@ class Block(nn.Module):
     """x + ls1(attn(norm1(x))); x + ls2(mlp(norm2(x)))."""
 
     def __init__(self, dim, num_heads, mlp_hidden, *, swiglu=False, qkv_bias=True, layerscale=1.0,
-                 drop_path=0.0, eps=1e-6, attn_drop=0.0, act="gelu", causal=False, swiglu_fused=True):
+                 drop_path=0.0, eps=1e-6, attn_drop=0.0, act="gelu", causal=False, swiglu_fused=True,
+                 proj_bias=True, mlp_bias=True, mask_k_bias=False, swiglu_act=False):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, causal=causal)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, causal=causal,
+                              proj_bias=proj_bias, mask_k_bias=mask_k_bias)
         self.ls1 = LayerScale(dim, layerscale) if layerscale else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = SwiGLUFFN(dim, mlp_hidden, swiglu_fused) if swiglu else Mlp(dim, mlp_hidden, act)
+        self.mlp = (SwiGLUFFN(dim, mlp_hidden, swiglu_fused, bias=mlp_bias, act=act if swiglu_act else "silu") if swiglu
+                    else Mlp(dim, mlp_hidden, act, bias=mlp_bias))
         self.ls2 = LayerScale(dim, layerscale) if layerscale else nn.Identity()
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x, need_weights: bool = False, head_mask: torch.Tensor | None = None):
+    def forward(self, x, need_weights: bool = False, head_mask: torch.Tensor | None = None, rope=None):
         if self.training and self.drop_path.p > 0.1 and not need_weights and head_mask is None:
-            x = _residual_on_subset(x, lambda y: self.ls1(self.attn(self.norm1(y))[0]), self.drop_path.p)
+            x = _residual_on_subset(x, lambda y: self.ls1(self.attn(self.norm1(y), rope=rope)[0]), self.drop_path.p)
             return _residual_on_subset(x, lambda y: self.ls2(self.mlp(self.norm2(y))), self.drop_path.p), None
-        attn, weights = self.attn(self.norm1(x), need_weights=need_weights, head_mask=head_mask)
+        attn, weights = self.attn(self.norm1(x), need_weights=need_weights, head_mask=head_mask, rope=rope)
         x = x + self.drop_path(self.ls1(attn))
         x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x, weights
 
-    def forward_first_token(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_first_token(self, x: torch.Tensor, rope=None) -> torch.Tensor:
         """The block's output for token 0 alone, [B, 1, D]: its attention still reads every token, but only
         the CLS token asks, and only it goes through the MLP — the last block's work for `pooler_output`."""
-        cls = x[:, :1] + self.drop_path(self.ls1(self.attn(self.norm1(x), queries=1)[0]))
+        cls = x[:, :1] + self.drop_path(self.ls1(self.attn(self.norm1(x), queries=1, rope=rope)[0]))
         return cls + self.drop_path(self.ls2(self.mlp(self.norm2(cls))))
 

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.modules.module import _global_forward_hooks
 
 from ..models.layers import Block, LayerScale, Mlp
-from ..models.vit import DinoVisionTransformer
+from ..models.vit import VisionTransformerBase
 
 _CACHES = ("_dinokit_packed", "_dinokit_pos_cache")  # runtime state kept on a module, never pickled
 
@@ -129,10 +129,10 @@ class _InPlaceMlp(_Fast):
 
 
 class _InPlaceBlock(_Fast):
-    def forward(self, x, need_weights: bool = False, head_mask: torch.Tensor | None = None):
+    def forward(self, x, need_weights: bool = False, head_mask: torch.Tensor | None = None, rope=None):
         if not in_place_ok(self):
-            return super().forward(x, need_weights=need_weights, head_mask=head_mask)
-        attn, weights = self.attn(self.norm1(x), need_weights=need_weights, head_mask=head_mask)
+            return super().forward(x, need_weights=need_weights, head_mask=head_mask, rope=rope)
+        attn, weights = self.attn(self.norm1(x), need_weights=need_weights, head_mask=head_mask, rope=rope)
         x = _scale_(attn, self.ls1).add_(x)  # the branches' outputs are fresh: scale and add into them
         return _scale_(self.mlp(self.norm2(x)), self.ls2).add_(x), weights
 
@@ -145,16 +145,16 @@ class _PiecesViT(_Fast):
     CPU_TOKENS_PER_CHUNK = 2048  # ~8 images at 224 px (docs/performance.md)
     side_by_side = True
 
-    def run_blocks(self, x: torch.Tensor, class_token_only: bool = False) -> torch.Tensor:
+    def run_blocks(self, x: torch.Tensor, class_token_only: bool = False, rope=None) -> torch.Tensor:
         per_piece, streams = self.split_batch(x)
         if not per_piece:
-            return super().run_blocks(x, class_token_only)
+            return super().run_blocks(x, class_token_only, rope)
         run = super().run_blocks
         pieces = list(x.split(per_piece))
         if streams > 1:
-            outputs = _side_by_side(lambda piece: run(piece, class_token_only), pieces, streams)
+            outputs = _side_by_side(lambda piece: run(piece, class_token_only, rope), pieces, streams)
         else:
-            outputs = [run(piece, class_token_only) for piece in pieces]
+            outputs = [run(piece, class_token_only, rope) for piece in pieces]
         return torch.cat(outputs, dim=0)
 
     def split_batch(self, x: torch.Tensor) -> tuple[int, int]:
@@ -198,7 +198,7 @@ def _mixin_for(module: nn.Module, packed_linear: bool) -> type | None:
         return _InPlaceMlp
     if isinstance(module, Block):
         return _InPlaceBlock
-    if isinstance(module, DinoVisionTransformer):
+    if isinstance(module, VisionTransformerBase):
         return _PiecesViT
     return None
 
