@@ -12,19 +12,60 @@ from .data.tokenizer import ClipTokenizer
 from .heads.backbone import FeatureBackbone
 from .heads.classification import ImageClassifier
 from .models.config import Dinov2Config, generic_labels, preset_config
+from .models.convnext import ConvNeXt, DINOv3ConvNextConfig
 from .models.dinotxt import DinoTxt, DinoTxtConfig
+from .models.dinov3 import DINOv3VisionTransformer, DINOv3ViTConfig
 from .models.vit import DinoVisionTransformer
 from .weights.checkpoint import load_converted, read_state_dict
 from .weights.dinotxt import dinotxt_files, read_dinotxt
+from .weights.dinov3_formats import convnext_to_hf, vit_to_hf
 from .weights.formats import hf_base_prefix, to_hf
 from .weights.names import DINOTXT_NAMES, lookup
-from .weights.pretrained import PretrainedMixin, ResolvedCheckpoint, device_of, load_pretrained, with_linear_head
+from .weights.pretrained import (
+    PretrainedMixin,
+    ResolvedCheckpoint,
+    device_of,
+    dinov3_preset,
+    load_pretrained,
+    with_linear_head,
+)
 
 
 class Dinov2Model(PretrainedMixin, DinoVisionTransformer):
     """The DINOv2 backbone with the transformers call signature and the official vocabulary."""
 
     hf_architecture = "Dinov2Model"
+
+
+class DINOv3ViTModel(PretrainedMixin, DINOv3VisionTransformer):
+    """The DINOv3 ViT with transformers' `DINOv3ViTModel` call signature and the official vocabulary."""
+
+    hf_architecture = "DINOv3ViTModel"
+    config_class = DINOv3ViTConfig
+
+    def _hf_state_dict(self):
+        return vit_to_hf(self.state_dict())
+
+
+class DINOv3ConvNextModel(PretrainedMixin, ConvNeXt):
+    """The DINOv3 ConvNeXt with transformers' `DINOv3ConvNextModel` call signature and the official vocabulary."""
+
+    hf_architecture = "DINOv3ConvNextModel"
+    config_class = DINOv3ConvNextConfig
+
+    def _hf_state_dict(self):
+        return convnext_to_hf(self.state_dict())
+
+    def get_input_embeddings(self):
+        return None  # as transformers: a ConvNeXt has no patch embedding
+
+
+MODEL_CLASSES = {Dinov2Config: Dinov2Model, DINOv3ViTConfig: DINOv3ViTModel, DINOv3ConvNextConfig: DINOv3ConvNextModel}
+
+
+def model_class_for(config):
+    """The bare model class of a config of any family."""
+    return next(cls for config_type, cls in MODEL_CLASSES.items() if isinstance(config, config_type))
 
 
 class Dinov2ForImageClassification(PretrainedMixin, ImageClassifier):
@@ -86,6 +127,8 @@ def load_model(name_or_path, *model_args, **kwargs):
     classification head (`_lc` names, `*-imagenet1k-1-layer`, classifier folders, or `head=FILE`) give a
     `Dinov2ForImageClassification`, every other one a `Dinov2Model`. Keywords as `from_pretrained`'s."""
     def choose(found, options):
+        if not isinstance(found.config, Dinov2Config):
+            return model_class_for(found.config)
         return Dinov2ForImageClassification if found.head is not None or options.get("head") else Dinov2Model
 
     return load_pretrained(choose, "load_model", name_or_path, model_args, Dinov2ForImageClassification.load_options,
@@ -115,9 +158,21 @@ class _Auto:
 
 
 class AutoModel(_Auto):
-    """transformers' `AutoModel`: the bare `Dinov2Model` (a classifier checkpoint's head is left out)."""
+    """transformers' `AutoModel`: the bare model of the checkpoint's family — `Dinov2Model`, `DINOv3ViTModel` or
+    `DINOv3ConvNextModel` (a classifier checkpoint's head is left out)."""
 
     model_class = Dinov2Model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        return load_pretrained(lambda found, options: model_class_for(found.config), "AutoModel.from_pretrained",
+                               pretrained_model_name_or_path, model_args, (), **kwargs)
+
+    @classmethod
+    def from_config(cls, config, **overrides):
+        if overrides:
+            config = config.replace(**overrides)
+        return model_class_for(config)(config)
 
 
 class AutoModelForImageClassification(_Auto):
@@ -181,6 +236,40 @@ dinov2_vits14_reg_lc = _hub_entry("dinov2_vits14_reg_lc")
 dinov2_vitb14_reg_lc = _hub_entry("dinov2_vitb14_reg_lc")
 dinov2_vitl14_reg_lc = _hub_entry("dinov2_vitl14_reg_lc")
 dinov2_vitg14_reg_lc = _hub_entry("dinov2_vitg14_reg_lc")
+
+
+def _dinov3_hub_entry(name: str):
+    source = lookup(name)
+
+    def entry(*, pretrained: bool = True, weights: str | None = None, **config_overrides):
+        """`weights`: "LVD1689M" (default), "SAT493M" (ViT-L and 7B), a signed URL or a local file, as torch.hub's."""
+        if weights is not None and weights.upper() in ("LVD1689M", "SAT493M"):
+            chosen = name if weights.upper() == "LVD1689M" else f"{name}_sat493m"
+            if lookup(chosen) is None:
+                raise ValueError(f"{name} has no {weights} weights (SAT493M exists for dinov3_vitl16 and dinov3_vit7b16)")
+        else:
+            chosen = weights or name
+        if pretrained:
+            return AutoModel.from_pretrained(chosen, **config_overrides)
+        config = dinov3_preset(source)
+        return model_class_for(config)(config.replace(**config_overrides) if config_overrides else config)
+
+    entry.__name__ = name
+    entry.__doc__ = f"torch.hub's `{name}` (facebookresearch/dinov3): the released (gated) weights, or a random model."
+    return entry
+
+
+dinov3_vits16 = _dinov3_hub_entry("dinov3_vits16")
+dinov3_vits16plus = _dinov3_hub_entry("dinov3_vits16plus")
+dinov3_vitb16 = _dinov3_hub_entry("dinov3_vitb16")
+dinov3_vitl16 = _dinov3_hub_entry("dinov3_vitl16")
+dinov3_vitl16plus = _dinov3_hub_entry("dinov3_vitl16plus")
+dinov3_vith16plus = _dinov3_hub_entry("dinov3_vith16plus")
+dinov3_vit7b16 = _dinov3_hub_entry("dinov3_vit7b16")
+dinov3_convnext_tiny = _dinov3_hub_entry("dinov3_convnext_tiny")
+dinov3_convnext_small = _dinov3_hub_entry("dinov3_convnext_small")
+dinov3_convnext_base = _dinov3_hub_entry("dinov3_convnext_base")
+dinov3_convnext_large = _dinov3_hub_entry("dinov3_convnext_large")
 
 
 # --- mmpretrain vocabulary --------------------------------------------------------------------------

@@ -92,7 +92,8 @@ class DINOv3VisionTransformer(VisionTransformerBase):
         self.num_register_tokens = config.num_register_tokens
         self.patch_embed = PatchEmbed(config.patch_size, config.num_channels, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.storage_tokens = nn.Parameter(torch.zeros(1, config.num_register_tokens, dim)) if config.num_register_tokens else None
+        registers = config.num_register_tokens
+        self.storage_tokens = nn.Parameter(torch.zeros(1, registers, dim)) if registers else None
         self.mask_token = nn.Parameter(torch.zeros(1, dim))
         self.blocks = nn.ModuleList(
             Block(dim, config.num_attention_heads, config.intermediate_size, swiglu=config.use_gated_mlp,

@@ -87,9 +87,14 @@ def find_weights_file(folder: Path) -> Path:
     raise FileNotFoundError(f"{folder} has neither {SAFETENSORS_NAME} nor {PICKLE_NAME}")
 
 
-def infer_config(sd: dict[str, torch.Tensor]) -> Dinov2Config:
+def infer_config(sd: dict[str, torch.Tensor]):
     """Architecture of a dinokit-named state dict (for files that come without config.json).
-    The head count is not stored in a checkpoint: DINOv2 uses 64-dimensional heads."""
+    The head count is not stored in a checkpoint: DINOv2 uses 64-dimensional heads; a DINOv3 width takes the
+    released model's head count (the 7B's heads are 128 wide)."""
+    if "downsample_layers.0.0.weight" in sd:
+        return _infer_convnext_config(sd)
+    if "cls_token" in sd and "pos_embed" not in sd:
+        return _infer_dinov3_config(sd)
     dim = sd["cls_token"].shape[-1]
     patch = sd["patch_embed.proj.weight"].shape[-1]
     depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
@@ -130,3 +135,33 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     raw = unwrap_checkpoint(read_state_dict(path))
     head = {k[len("classifier."):]: raw.pop(k) for k in list(raw) if k.startswith("classifier.")}
     return to_dinokit(raw), head or None
+
+
+def _infer_dinov3_config(sd: dict[str, torch.Tensor]):
+    from ..models.dinov3 import DINOv3ViTConfig
+
+    dim = sd["cls_token"].shape[-1]
+    depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+    gated = "blocks.0.mlp.w1.weight" in sd
+    hidden = sd["blocks.0.mlp.w1.weight" if gated else "blocks.0.mlp.fc1.weight"].shape[0]
+    heads = {384: 6, 768: 12, 1024: 16, 1280: 20, 4096: 32}.get(dim, max(1, dim // 64))
+    bias = "blocks.0.attn.qkv.bias" in sd
+    fields = dict(
+        hidden_size=dim, num_hidden_layers=depth, num_attention_heads=heads, intermediate_size=hidden,
+        use_gated_mlp=gated, hidden_act="silu" if gated else "gelu", patch_size=sd["patch_embed.proj.weight"].shape[-1],
+        num_channels=sd["patch_embed.proj.weight"].shape[1], query_bias=bias, value_bias=bias,
+        num_register_tokens=sd["storage_tokens"].shape[1] if "storage_tokens" in sd else 0,
+        layerscale_value=1e-5 if "blocks.0.ls1.gamma" in sd else 0.0,
+        mlp_bias="blocks.0.mlp.fc2.bias" in sd or "blocks.0.mlp.w3.bias" in sd,
+        proj_bias="blocks.0.attn.proj.bias" in sd,
+    )
+    return DINOv3ViTConfig(**fields)
+
+
+def _infer_convnext_config(sd: dict[str, torch.Tensor]):
+    from ..models.convnext import DINOv3ConvNextConfig
+
+    stages = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("stages."))
+    depths = [1 + max(int(k.split(".")[2]) for k in sd if k.startswith(f"stages.{i}.")) for i in range(stages)]
+    dims = [sd[f"stages.{i}.0.dwconv.weight"].shape[0] for i in range(stages)]
+    return DINOv3ConvNextConfig(depths=depths, hidden_sizes=dims, num_channels=sd["downsample_layers.0.0.weight"].shape[1])

@@ -29,11 +29,18 @@ def hub_file(repo_id: str, filename: str, *, required: bool = True, **hub_option
     """One file of a Hugging Face hub repository, through `huggingface_hub` and its cache. `hub_options`
     are `hf_hub_download`'s (`HUB_OPTIONS`: revision, cache_dir, local_files_only, token, …)."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError
 
     options = {k: v for k, v in hub_options.items() if v is not None}
     try:
         return Path(hf_hub_download(repo_id, filename, **options))
+    except GatedRepoError as e:
+        raise WeightsNotAvailableError(gated_message(repo_id, e)) from None
+    except HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise WeightsNotAvailableError(gated_message(repo_id, e)) from None
+        reason = e
     except LocalEntryNotFoundError as e:  # offline and not cached (a subclass of EntryNotFoundError)
         if not required and cached_snapshot_exists(repo_id, options.get("cache_dir")):
             return None  # the repo is cached; this optional file is simply not part of it
@@ -51,6 +58,22 @@ def hub_file(repo_id: str, filename: str, *, required: bool = True, **hub_option
         f"(config.json + model.safetensors) or a checkpoint file instead of the name."
     )
 
+
+
+def gated_message(repo_id: str, error: Exception) -> str:
+    """What to do when a gated repository refuses us (401/403): the licence page, the token, a local file."""
+    token = "HF_TOKEN is set but that account has not been granted access" if os.environ.get("HF_TOKEN") else (
+        "no Hugging Face token was sent: set HF_TOKEN (or run `hf auth login`)")
+    return (f"{repo_id} is a gated repository ({first_line(error)}). Accept its licence at "
+            f"https://huggingface.co/{repo_id} while logged in; {token}. DINOv3 weights are under the DINOv3 License, "
+            f"not dinokit's. Or request the official files at {_licence_url()} and pass the signed URL from the "
+            "e-mail, or the downloaded .pth file, as the model.")
+
+
+def _licence_url() -> str:
+    from .names import DINOV3_LICENCE_URL
+
+    return DINOV3_LICENCE_URL
 
 
 def hub_repo(repo_id: str, **hub_options) -> Path:
@@ -81,11 +104,17 @@ def url_target(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
-def url_files(urls: list[str], *, local_files_only: bool = False) -> list[Path]:
+def url_files(urls: list[str], *, local_files_only: bool = False, gated: bool = False) -> list[Path]:
     """Every file of a name that needs several (backbone and head): the cached ones as they are, the others
     downloaded; when any cannot be had, one `WeightsNotAvailableError` lists each missing file with its
     URL and the cache path to put it in (not just the first)."""
     missing = [u for u in dict.fromkeys(urls) if not url_target(u).is_file()]
+    if missing and gated:  # the bare URL is refused without the signature of the licence e-mail
+        raise WeightsNotAvailableError(
+            f"{_listing(missing)} not in the torch hub cache. DINOv3 weights are gated under the DINOv3 License: "
+            f"request them at {_licence_url()}, then pass the signed URL from the e-mail (or the downloaded file) "
+            f"as the model, or put the file at {url_target(missing[0])}; or use the Hugging Face repository with "
+            "HF_TOKEN set after accepting its licence.")
     if missing and (offline() or local_files_only):
         why = "local_files_only is set" if local_files_only else "HF_HUB_OFFLINE is set"
         raise WeightsNotAvailableError(f"{_listing(missing)} not in the torch hub cache and {why}. "

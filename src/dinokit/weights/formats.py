@@ -31,6 +31,11 @@ def unwrap_checkpoint(obj) -> dict[str, torch.Tensor]:
 
 
 def detect_format(sd: dict[str, torch.Tensor]) -> str | None:
+    from .dinov3_formats import convnext_format, detect_family, vit_format
+
+    family = detect_family(sd)
+    if family != "dinov2":
+        return (vit_format if family == "dinov3_vit" else convnext_format)(sd)
     keys = sd.keys()
     if any(k.startswith(("embeddings.", "dinov2.embeddings.", "dinov2_with_registers.embeddings.")) for k in keys):
         return "hf"
@@ -47,7 +52,12 @@ def detect_format(sd: dict[str, torch.Tensor]) -> str | None:
 
 
 def to_dinokit(sd: dict[str, torch.Tensor], fmt: str | None = None) -> dict[str, torch.Tensor]:
-    """Convert a backbone state dict in any supported layout to dinokit (official) names."""
+    """Convert a backbone state dict in any supported layout (of any family) to dinokit (official) names."""
+    from .dinov3_formats import detect_family, dinov3_to_dinokit
+
+    family = detect_family(sd)
+    if family != "dinov2":
+        return dinov3_to_dinokit(sd, family)
     fmt = fmt or detect_format(sd)
     if fmt == "official":
         return _unchunk_blocks(dict(sd))

@@ -20,6 +20,57 @@ class ModelSource:
     url: str | None = None
     interpolate_mode: str | None = None
     linear_head: bool = False  # torch.hub `_lc` names: backbone URL + the official linear head files
+    family: str = "dinov2"  # or dinov3_vit, dinov3_convnext
+    dataset: str = "lvd1689m"  # DINOv3: lvd1689m, or sat493m (satellite images, its own mean and std)
+    gated: bool = False  # DINOv3: the weights need an accepted licence (a token, or a signed URL)
+
+
+DINOV3_BASE_URL = "https://dl.fbaipublicfiles.com/dinov3"
+DINOV3_LICENCE_URL = "https://ai.meta.com/resources/models-and-libraries/dinov3-downloads/"
+# torch.hub names (dinov3/hub/backbones.py) → (dinokit size, hub repo word, file hash per dataset)
+_DINOV3_VITS = {
+    "vits16": ("s", "vits16", {"lvd1689m": "08c60483"}),
+    "vits16plus": ("splus", "vits16plus", {"lvd1689m": "4057cbaa"}),
+    "vitb16": ("b", "vitb16", {"lvd1689m": "73cec8be"}),
+    "vitl16": ("l", "vitl16", {"lvd1689m": "8aa4cbdd", "sat493m": "eadcf0ff"}),
+    "vitl16plus": ("lplus", "vitl16plus", {"lvd1689m": "46503df0"}),
+    "vith16plus": ("hplus", "vith16plus", {"lvd1689m": "7c1da9a5"}),
+    "vit7b16": ("7b", "vit7b16", {"lvd1689m": "a955f4ea", "sat493m": "a6675841"}),
+}
+_DINOV3_CONVNEXTS = {"tiny": "21b726bb", "small": "296db49d", "base": "801f2ba9", "large": "61fa432d"}
+_TIMM_DINOV3 = {"s": "vit_small_patch16_dinov3", "splus": "vit_small_plus_patch16_dinov3", "b": "vit_base_patch16_dinov3",
+                "l": "vit_large_patch16_dinov3", "hplus": "vit_huge_plus_patch16_dinov3", "7b": "vit_7b_patch16_dinov3"}
+
+
+def dinov3_url(arch: str, dataset: str, hash_: str) -> str:
+    """The official file of a DINOv3 backbone (`arch`: vits16, vitl16plus, convnext_tiny, …). The server wants
+    the signed query string of the e-mail sent after accepting the licence; the file name is the cache's."""
+    return f"{DINOV3_BASE_URL}/dinov3_{arch}/dinov3_{arch}_pretrain_{dataset}-{hash_}.pth"
+
+
+def _dinov3_sources() -> dict[str, ModelSource]:
+    table = {}
+    for arch, (size, word, hashes) in _DINOV3_VITS.items():
+        for dataset, hash_ in hashes.items():
+            suffix = "" if dataset == "lvd1689m" else f"_{dataset}"
+            common = dict(family="dinov3_vit", dataset=dataset, gated=True)
+            table[f"dinov3_{arch}{suffix}"] = ModelSource(size, True, url=dinov3_url(arch, dataset, hash_), **common)
+            repo = f"facebook/dinov3-{word}-pretrain-{dataset}"
+            table[repo] = ModelSource(size, True, repo_id=repo, **common)
+            if size in _TIMM_DINOV3:
+                for variant in ("", "_qkvb"):
+                    timm_name = f"{_TIMM_DINOV3[size]}{variant}.{dataset}"
+                    if variant == "" or size != "7b":
+                        table[f"timm/{timm_name}"] = ModelSource(size, True, repo_id=f"timm/{timm_name}", **common)
+    for size, hash_ in _DINOV3_CONVNEXTS.items():
+        common = dict(family="dinov3_convnext", gated=True)
+        table[f"dinov3_convnext_{size}"] = ModelSource(size, False, url=dinov3_url(f"convnext_{size}", "lvd1689m", hash_),
+                                                       **common)
+        repo = f"facebook/dinov3-convnext-{size}-pretrain-lvd1689m"
+        table[repo] = ModelSource(size, False, repo_id=repo, **common)
+        table[f"timm/convnext_{size}.dinov3_lvd1689m"] = ModelSource(
+            size, False, repo_id=f"timm/convnext_{size}.dinov3_lvd1689m", **common)
+    return table
 
 
 DINOTXT_NAME = "dinov2_vitl14_reg4_dinotxt_tet1280d20h24l"  # torch.hub's name of dino.txt
@@ -64,7 +115,7 @@ def _build() -> dict[str, ModelSource]:
     return table
 
 
-MODEL_SOURCES: dict[str, ModelSource] = _build()
+MODEL_SOURCES: dict[str, ModelSource] = {**_build(), **_dinov3_sources()}
 
 
 def lookup(name: str) -> ModelSource | None:

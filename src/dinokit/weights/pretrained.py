@@ -21,10 +21,14 @@ from .checkpoint import (
     read_checkpoint,
     read_state_dict,
 )
+from .config_files import config_class, read_any_config
 from .download import HUB_OPTIONS, cached_snapshot_exists, hub_file, url_files
 from .formats import to_hf
 from .labels import imagenet_id2label
 from .names import close_names, lookup, official_head_url
+
+CLASS_FOR_TYPE = {"dinov2": "Dinov2Model", "dinov2_with_registers": "Dinov2Model", "dinov3_vit": "DINOv3ViTModel",
+                  "dinov3_convnext": "DINOv3ConvNextModel"}
 
 
 @dataclass
@@ -44,7 +48,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, head_layers: int | No
     hub = hub or {}
     path = Path(name_or_path)
     if path.is_dir():
-        config = Dinov2Config.from_json_file(path / CONFIG_NAME) if (path / CONFIG_NAME).is_file() else None
+        config = read_any_config(path / CONFIG_NAME) if (path / CONFIG_NAME).is_file() else None
         sd, head = read_checkpoint(find_weights_file(path))
         return ResolvedCheckpoint(config or infer_config(sd), sd, head)
     if path.is_file():
@@ -52,6 +56,11 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, head_layers: int | No
         return ResolvedCheckpoint(infer_config(sd), sd, head)
     name = str(name_or_path)
     source = lookup(name)
+    if name.startswith(("https://", "http://")):  # e.g. the signed URL of a DINOv3 file, sent by e-mail
+        sd, head = read_checkpoint(url_files([name], local_files_only=bool(hub.get("local_files_only")))[0])
+        return ResolvedCheckpoint(infer_config(sd), sd, head)
+    if source is not None and source.family != "dinov2":
+        return _resolve_dinov3(source, hub)
     if source is not None and source.url:
         layers = head_layers or 4
         urls = [source.url, official_head_url(source.size, source.registers, layers)] if source.linear_head else [source.url]
@@ -66,12 +75,34 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, head_layers: int | No
     refuse_missing_path(name)
     if source is not None or name.count("/") == 1:
         repo_id = source.repo_id if source else name
-        config = Dinov2Config.from_json_file(hub_file(repo_id, CONFIG_NAME, **hub))
+        config = read_hub_config(repo_id, hub)
         weights = hub_file(repo_id, SAFETENSORS_NAME, required=False, **hub) or hub_file(repo_id, PICKLE_NAME, **hub)
         sd, head = read_checkpoint(weights)
-        return ResolvedCheckpoint(config, sd, head)
+        return ResolvedCheckpoint(config or infer_config(sd), sd, head)
     raise ValueError(f"{name!r} is not a file, a folder, a Hugging Face repo id or a known model name"
                      f"{did_you_mean(name)}; `dinokit models` lists the names")
+
+
+def read_hub_config(repo_id: str, hub: dict):
+    """A hub repo's config.json as a dinokit config; None for a timm repo (its config.json describes timm's
+    model, and the architecture is read from the weights instead)."""
+    from ..io import read_json
+
+    d = read_json(hub_file(repo_id, CONFIG_NAME, **hub))
+    if "model_type" not in d and "architecture" in d:
+        return None
+    return config_class(d.get("model_type")).from_dict(d)
+
+
+def _resolve_dinov3(source, hub: dict) -> ResolvedCheckpoint:
+    """A DINOv3 name: the official file (from the torch hub cache, or its signed URL) or a hub repo (gated)."""
+    if source.repo_id:
+        config = read_hub_config(source.repo_id, hub)
+        sd, head = read_checkpoint(hub_file(source.repo_id, SAFETENSORS_NAME, **hub))
+        return ResolvedCheckpoint(config or infer_config(sd), sd, head)
+    sd, head = read_checkpoint(url_files([source.url], local_files_only=bool(hub.get("local_files_only")),
+                                         gated=True)[0])
+    return ResolvedCheckpoint(infer_config(sd), sd, head)
 
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".json")
@@ -113,7 +144,15 @@ def with_linear_head(config: Dinov2Config, layers: int, id2label: dict | None = 
     return config.replace(id2label=id2label or config.id2label, label2id=None, num_labels=None, extra=extra)
 
 
-CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(Dinov2Config)) - {"extra"}
+def _config_fields() -> frozenset[str]:
+    from ..models.convnext import DINOv3ConvNextConfig
+    from ..models.dinov3 import DINOv3ViTConfig
+
+    classes = (Dinov2Config, DINOv3ViTConfig, DINOv3ConvNextConfig)
+    return frozenset(f.name for c in classes for f in dataclasses.fields(c)) - {"extra"}
+
+
+CONFIG_FIELDS = _config_fields()
 # transformers options with nothing to do here: no code in a checkpoint ever runs, and weights are read once
 _NO_OP_OPTIONS = ("trust_remote_code", "low_cpu_mem_usage")
 ATTN_IMPLEMENTATIONS = (None, "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
@@ -140,24 +179,34 @@ def config_from_pretrained(name_or_path, **kwargs) -> Dinov2Config:
     if path.is_dir() and (path / CONFIG_NAME).is_file():
         path = path / CONFIG_NAME
     if path.is_file() and path.suffix == ".json":
-        config = Dinov2Config.from_json_file(path)
+        config = read_any_config(path)
     elif path.exists():
         config = resolve_checkpoint(path).config
     else:
         source = lookup(str(name_or_path))
-        if source is not None and source.url:
+        if source is not None and source.family != "dinov2":
+            config = dinov3_preset(source)
+        elif source is not None and source.url:
             config = preset_config(source.size, source.registers, interpolate_mode=source.interpolate_mode)
             config = with_linear_head(config, 4) if source.linear_head else config
         elif source is not None:
-            config = Dinov2Config.from_json_file(hub_file(source.repo_id, CONFIG_NAME, **hub))
+            config = read_any_config(hub_file(source.repo_id, CONFIG_NAME, **hub))
         else:
             name = str(name_or_path)
             refuse_missing_path(name)
             if name.count("/") != 1:
                 raise ValueError(f"{name!r} is not a file, a folder, a Hugging Face repo id or a known model name"
                                  f"{did_you_mean(name)}; `dinokit models` lists the names")
-            config = Dinov2Config.from_json_file(hub_file(name, CONFIG_NAME, **hub))
+            config = read_any_config(hub_file(name, CONFIG_NAME, **hub))
     return config.replace(**overrides) if overrides else config
+
+
+def dinov3_preset(source):
+    """The config of a DINOv3 name, known without its (gated) files."""
+    from ..models.convnext import dinov3_convnext_config
+    from ..models.dinov3 import dinov3_vit_config
+
+    return dinov3_vit_config(source.size) if source.family == "dinov3_vit" else dinov3_convnext_config(source.size)
 
 
 def torch_dtype_of(value, config: Dinov2Config) -> torch.dtype:
@@ -222,8 +271,17 @@ class PretrainedMixin:
                       device="cpu", dtype: torch.dtype = torch.float32, config: Dinov2Config | None = None, **options):
         """The model of an already resolved checkpoint (so that a caller can look at it first)."""
         config = cls._config_for(config or found.config, found, **options)
-        mode = interpolate_mode or config.interpolate_mode or found.interpolate_mode or "official"
-        model = cls(config.replace(interpolate_mode=mode))
+        if not isinstance(config, cls.config_class):
+            raise ValueError(f"{source} is a {config.model_type} checkpoint, which {cls.__name__} does not build; "
+                             f"load it with {CLASS_FOR_TYPE.get(config.model_type, 'AutoModel')} or dinokit.AutoModel")
+        if isinstance(config, Dinov2Config):
+            mode = interpolate_mode or config.interpolate_mode or found.interpolate_mode or "official"
+            config = config.replace(interpolate_mode=mode)
+        elif interpolate_mode is not None:
+            raise ValueError(f"interpolate_mode={interpolate_mode!r} applies to DINOv2's learned position embeddings; "
+                             f"{source} ({config.model_type}) has none to interpolate (RoPE or convolutions "
+                             "handle any input size)")
+        model = cls(config)
         model._load_resolved(found, source=source)
         return model.to(device=device, dtype=dtype).eval()
 
@@ -265,10 +323,12 @@ class PretrainedMixin:
         with atomic_write(folder / SAFETENSORS_NAME) as tmp:
             save_file(tensors, str(tmp), metadata={"format": "pt"})
         arch = self.hf_architecture
-        if self.config.num_register_tokens:
-            arch = arch.replace("Dinov2", "Dinov2WithRegisters", 1)
-        # the mode in effect is written out, so that the folder reloads with the same numbers at every size
-        config = self.config.replace(dtype=str(self.dtype).removeprefix("torch."), interpolate_mode=self.interpolate_mode)
+        config = self.config.replace(dtype=str(self.dtype).removeprefix("torch."))
+        if isinstance(config, Dinov2Config):
+            if self.config.num_register_tokens:
+                arch = arch.replace("Dinov2", "Dinov2WithRegisters", 1)
+            # the mode in effect is written out, so that the folder reloads with the same numbers at every size
+            config = config.replace(interpolate_mode=self.interpolate_mode)
         config.to_json_file(folder / CONFIG_NAME, architectures=[arch])
         return folder
 
