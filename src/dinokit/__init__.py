@@ -8,7 +8,7 @@ DINOV3_HUB_NAMES = ("dinov3_vits16", "dinov3_vits16plus", "dinov3_vitb16", "dino
                     "dinov3_convnext_base", "dinov3_convnext_large")
 
 _EXPORTS = {  # module → the names it gives the package, imported on first use
-    ".data": ["AutoImageProcessor", "Dinov2ImageProcessor", "ImageFiles", "ImageLoadError", "load_image"],
+    ".data": ["AutoImageProcessor", "Dinov2ImageProcessor", "DINOv3ImageProcessor", "ImageFiles", "ImageLoadError", "load_image"],
     ".models": ["BaseModelOutputWithPooling", "Dinov2Config", "Dinov2WithRegistersConfig", "preset_config",
                 "DINOv3ViTConfig", "DINOv3ConvNextConfig"],
     ".pretrained": ["DinoTxtModel", "AutoBackbone", "AutoConfig", "AutoModel", "AutoModelForImageClassification",
@@ -25,7 +25,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "embed", "search", "dedup", "build_index", "accelerate", "fast_path", "DinoTxtModel", "zero_shot_classify",
     "AutoModel", "AutoModelForImageClassification", "AutoBackbone", "AutoConfig",
-    "AutoImageProcessor", "Dinov2ImageProcessor", "ImageFiles", "ImageLoadError", "load_image",
+    "AutoImageProcessor", "Dinov2ImageProcessor", "DINOv3ImageProcessor", "ImageFiles", "ImageLoadError", "load_image",
     "Dinov2Config", "Dinov2WithRegistersConfig", "Dinov2Model", "Dinov2ForImageClassification", "Dinov2Backbone",
     "BaseModelOutputWithPooling", "preset_config", "load_model", "get_model",
     "MMPretrainFeatureModel", "CheckpointMismatchError", "WeightsNotAvailableError", "available_models",

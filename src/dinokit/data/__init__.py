@@ -18,6 +18,7 @@ from .processor import (
     AutoImageProcessor,
     BatchFeature,
     Dinov2ImageProcessor,
+    DINOv3ImageProcessor,
     OfficialEvalProcessor,
     dense_transform,
     official_eval_transform,
@@ -26,6 +27,7 @@ from .processor import (
 __all__ = [
     "ImageFiles", "LoadedImage", "ImageBatch", "collate_images", "ImageLoadError", "load_image", "decode_image", "list_images",
     "scan_images", "ImageScan", "check_resize", "MAX_RESIZED_PIXELS",
-    "to_rgb", "IMAGE_EXTENSIONS", "Dinov2ImageProcessor", "AutoImageProcessor", "BatchFeature", "OfficialEvalProcessor",
+    "to_rgb", "IMAGE_EXTENSIONS", "Dinov2ImageProcessor", "DINOv3ImageProcessor", "AutoImageProcessor", "BatchFeature",
+    "OfficialEvalProcessor",
     "official_eval_transform", "dense_transform", "IMAGENET_MEAN", "IMAGENET_STD",
 ]

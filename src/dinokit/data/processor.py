@@ -21,6 +21,8 @@ from .images import check_resize, load_image, to_rgb
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+SAT493M_MEAN = (0.430, 0.411, 0.296)  # DINOv3's satellite weights (dinov3/data/transforms.py)
+SAT493M_STD = (0.213, 0.156, 0.143)
 CONFIG_NAME = "preprocessor_config.json"
 
 
@@ -274,15 +276,22 @@ class Dinov2ImageProcessor:
         if path.is_dir() and (path / CONFIG_NAME).is_file():
             path = path / CONFIG_NAME
         if path.is_file() and path.suffix == ".json":
-            return cls(**{**read_json(path), **overrides})
+            return cls._from_config(read_json(path), overrides)
         name = str(name_or_path)
         if name.count("/") == 1 and not path.exists():
             from ..weights.download import hub_file
 
             found = hub_file(name, CONFIG_NAME, required=False, **hub_options)
             if found is not None:
-                return cls(**{**read_json(found), **overrides})
+                return cls._from_config(read_json(found), overrides)
         return cls(**overrides)
+
+    @classmethod
+    def _from_config(cls, config: dict, overrides: dict) -> Dinov2ImageProcessor:
+        """The class the file names (a DINOv3 processor from `Dinov2ImageProcessor.from_pretrained` too, as
+        transformers' Auto class would give)."""
+        target = _processor_class(config) if cls is Dinov2ImageProcessor else cls
+        return target(**{**config, **overrides})
 
     def __repr__(self):
         return f"Dinov2ImageProcessor({json.dumps(self.to_dict(), sort_keys=True)})"
@@ -341,12 +350,75 @@ def _as_hwc(image: np.ndarray, input_data_format: str | None) -> np.ndarray:
     return image
 
 
+class DINOv3ImageProcessor(Dinov2ImageProcessor):
+    """transformers' `DINOv3ViTImageProcessorFast` (the processor every DINOv3 repository names), bit-exact:
+    uint8 → ×1/255 in float32 → torchvision resize to 224 × 224 (bilinear, antialiased, on floats: no crop, the
+    aspect ratio is not kept) → normalise. It has no PIL path in transformers; this is its torchvision path."""
+
+    def __init__(self, size: int | dict | None = None, resample: int = Image.BILINEAR, do_center_crop: bool = False,
+                 image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, **options):
+        size = {"height": size, "width": size} if isinstance(size, int) else dict(size or {"height": 224, "width": 224})
+        options = {k: v for k, v in options.items() if v is not None or k not in ("crop_size", "do_convert_rgb")}
+        super().__init__(size=size, resample=resample, do_center_crop=do_center_crop, image_mean=image_mean,
+                         image_std=image_std, **options)
+
+    def preprocess_one(self, image, input_data_format: str | None = None) -> np.ndarray:
+        from torchvision.transforms.v2 import functional as tvF
+
+        if _is_unit_float(image):
+            return super().preprocess_one(image, input_data_format)
+        img = self._to_pil(image, input_data_format)
+        if self.do_convert_rgb and img.mode != "RGB":
+            img = to_rgb(img, background=self.alpha_background) if self.alpha_background else img.convert("RGB")
+        x = torch.from_numpy(np.array(img)[..., None] if img.mode == "L" else np.array(img)).permute(2, 0, 1)
+        if self.do_rescale:
+            x = x * self.rescale_factor
+        if self.do_resize:
+            target = self.resize_output_size(img.height, img.width)
+            check_resize(img.height, img.width, *target)
+            x = tvF.resize(x, list(target), interpolation=_TV_INTERPOLATION[self.resample], antialias=True)
+        if self.do_center_crop:
+            x = tvF.center_crop(x, [self.crop_size["height"], self.crop_size["width"]])
+        if self.do_normalize:
+            x = tvF.normalize(x.float(), self.image_mean, self.image_std)
+        return x.float().numpy()
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["image_processor_type"] = "DINOv3ViTImageProcessorFast"
+        return d
+
+    def __repr__(self):
+        return f"DINOv3ImageProcessor({json.dumps(self.to_dict(), sort_keys=True)})"
+
+
+_TV_INTERPOLATION = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+
+
+def _processor_class(config: dict) -> type:
+    return DINOv3ImageProcessor if "DINOv3" in str(config.get("image_processor_type", "")) else Dinov2ImageProcessor
+
+
 class AutoImageProcessor:
-    """`AutoImageProcessor.from_pretrained(name_or_path)`, as in transformers, for DINOv2 repositories."""
+    """`AutoImageProcessor.from_pretrained(name_or_path)`, as in transformers: the class the repository's
+    preprocessor_config.json names (DINOv2's `BitImageProcessor` or DINOv3's processor); for a name that ships
+    none, its family's defaults."""
 
     @staticmethod
     def from_pretrained(name_or_path, **overrides) -> Dinov2ImageProcessor:
+        from ..weights.names import lookup
+
+        source = lookup(str(name_or_path))
+        if source is not None and source.family != "dinov2" and not source.repo_id:
+            return dinov3_processor(source.dataset, **overrides)
         return Dinov2ImageProcessor.from_pretrained(name_or_path, **overrides)
+
+
+def dinov3_processor(dataset: str = "lvd1689m", **overrides) -> DINOv3ImageProcessor:
+    """The processor of DINOv3 weights without a preprocessor_config.json: ImageNet's mean and std, or the
+    satellite ones for SAT-493M."""
+    stats = dict(image_mean=SAT493M_MEAN, image_std=SAT493M_STD) if dataset == "sat493m" else {}
+    return DINOv3ImageProcessor(**{**stats, **overrides})
 
 
 def official_eval_transform(resize: int = 256, crop: int = 224):

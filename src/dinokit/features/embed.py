@@ -20,17 +20,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import Dinov2ImageProcessor, ImageFiles, OfficialEvalProcessor, scan_images
+from ..data import AutoImageProcessor, Dinov2ImageProcessor, DINOv3ImageProcessor, ImageFiles, OfficialEvalProcessor, scan_images
+from ..data.processor import dinov3_processor
 from ..distributed import ensure_process_group, rank_and_world
 from ..embeddings.store import ShardWriter, embedded_paths, exclusive_output, has_patch_tokens, read_metadata, remaining_failures
 from ..errors import UsageError, refuse_changed_settings
 from ..io import write_text_atomic
 from ..models.dinotxt import DinoTxt
-from ..pretrained import DinoTxtModel, Dinov2Model, is_dinotxt
+from ..pretrained import AutoModel, DinoTxtModel, is_dinotxt
 from ..runtime.backends import BACKENDS, FIXED_SIZE_BACKENDS, INEXACT_BACKENDS, BackendError, accelerate, require_cpu_bf16
 from ..runtime.cpu import fast_path
 from ..runtime.images import run_over_images
 from ..weights import model_identity, weights_fingerprint
+from ..weights.pretrained import model_family
 from .pooling import POOLINGS, pool
 
 DINOTXT_EMBEDDING = "dino.txt image embedding ([vision-head CLS, mean of vision-head patches]; search it with text)"
@@ -59,7 +61,11 @@ def make_processor(model, image_size: int | None = None) -> Dinov2ImageProcessor
     dino.txt: the official evaluation transform, as its reference notebook."""
     if model and is_dinotxt(model):
         return OfficialEvalProcessor(image_size or 224)
-    processor = Dinov2ImageProcessor.from_pretrained(model) if model else Dinov2ImageProcessor()
+    processor = AutoImageProcessor.from_pretrained(model) if model else Dinov2ImageProcessor()
+    if type(processor) is Dinov2ImageProcessor and model and model_family(model) != "dinov2":
+        processor = dinov3_processor()  # a DINOv3 file or folder without preprocessor_config.json
+    if isinstance(processor, DINOv3ImageProcessor):  # DINOv3: a square resize, no crop
+        return processor if not image_size else DINOv3ImageProcessor(**{**processor.to_dict(), "size": image_size})
     if image_size:
         processor = Dinov2ImageProcessor(**{**processor.to_dict(), "size": image_size * 256 // 224,
                                             "crop_size": image_size})
@@ -257,8 +263,8 @@ def load_embedder(options: EmbedOptions):
     if is_dinotxt(options.model):
         return DinoTxtModel.from_pretrained(options.model, interpolate_mode=options.interpolate_mode,
                                             device=options.torch_device, dtype=options.torch_dtype)
-    return Dinov2Model.from_pretrained(options.model, interpolate_mode=options.interpolate_mode,
-                                       device=options.torch_device, dtype=options.torch_dtype)
+    return AutoModel.from_pretrained(options.model, interpolate_mode=options.interpolate_mode,
+                                     device=options.torch_device, dtype=options.torch_dtype)
 
 
 def token_forward(net, options: EmbedOptions, crop: int | None):

@@ -23,7 +23,7 @@ from .checkpoint import (
 )
 from .config_files import config_class, read_any_config
 from .download import HUB_OPTIONS, cached_snapshot_exists, hub_file, url_files
-from .formats import to_hf
+from .formats import to_hf, unwrap_checkpoint
 from .labels import imagenet_id2label
 from .names import close_names, lookup, official_head_url
 
@@ -81,6 +81,34 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, head_layers: int | No
         return ResolvedCheckpoint(config or infer_config(sd), sd, head)
     raise ValueError(f"{name!r} is not a file, a folder, a Hugging Face repo id or a known model name"
                      f"{did_you_mean(name)}; `dinokit models` lists the names")
+
+
+def model_family(name_or_path) -> str:
+    """dinov2, dinov3_vit or dinov3_convnext, known without loading the weights: a name's catalogue entry, a
+    folder's config.json, or a file's key names (read memory-mapped, no tensor is loaded)."""
+    from .dinov3_formats import detect_family
+
+    source = lookup(str(name_or_path))
+    if source is not None:
+        return source.family
+    path = Path(name_or_path)
+    if path.is_dir() and (path / CONFIG_NAME).is_file():
+        from ..io import read_json
+
+        return {"dinov3_vit": "dinov3_vit", "dinov3_convnext": "dinov3_convnext"}.get(
+            read_json(path / CONFIG_NAME).get("model_type"), "dinov2")
+    if path.is_dir():
+        path = find_weights_file(path)
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                keys = dict.fromkeys(f.keys(), torch.empty(0))
+        else:
+            keys = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return detect_family(unwrap_checkpoint(keys))
+    return "dinov2"
 
 
 def read_hub_config(repo_id: str, hub: dict):
