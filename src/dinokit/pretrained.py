@@ -11,7 +11,7 @@ from torch import nn
 from .data.tokenizer import ClipTokenizer
 from .heads.backbone import FeatureBackbone
 from .heads.classification import ImageClassifier
-from .models.config import Dinov2Config, generic_labels, preset_config
+from .models.config import Dinov2Config, HubConfig, generic_labels, preset_config
 from .models.convnext import ConvNeXt, DINOv3ConvNextConfig
 from .models.dinotxt import DinoTxt, DinoTxtConfig
 from .models.dinov3 import DINOv3VisionTransformer, DINOv3ViTConfig
@@ -73,7 +73,7 @@ class Dinov2ForImageClassification(PretrainedMixin, ImageClassifier):
     `from_pretrained("dinov2_vits14_lc", layers=1|4)` or `from_pretrained(backbone, head="..._linear4_head.pth")`.
     A backbone-only checkpoint gets a new, randomly initialised head of `num_labels` classes, as in transformers."""
 
-    hf_architecture = "Dinov2ForImageClassification"
+    config_class = HubConfig
     load_options = ("head", "layers", "ignore_mismatched_sizes")
 
     @classmethod
@@ -103,10 +103,19 @@ class Dinov2ForImageClassification(PretrainedMixin, ImageClassifier):
             load_converted(self.classifier, found.head, source=f"{source} (classification head)")
 
     def _hf_state_dict(self):
-        prefix = hf_base_prefix(self.config.num_register_tokens > 0)
-        tensors = {prefix + k: v for k, v in to_hf(self.dinov2.state_dict()).items()}
+        if isinstance(self.config, Dinov2Config):
+            prefix = hf_base_prefix(self.config.num_register_tokens > 0)
+            tensors = {prefix + k: v for k, v in to_hf(self.dinov2.state_dict()).items()}
+        else:  # DINOv3: the backbone's own transformers layout, the head beside it
+            tensors = (vit_to_hf if isinstance(self.config, DINOv3ViTConfig) else convnext_to_hf)(self.dinov2.state_dict())
         tensors.update({f"classifier.{k}": v for k, v in self.classifier.state_dict().items()})
         return tensors
+
+    @property
+    def hf_architecture(self) -> str:
+        if isinstance(self.config, Dinov2Config):
+            return "Dinov2ForImageClassification"
+        return model_class_for(self.config).hf_architecture.replace("Model", "ForImageClassification")
 
 
 class Dinov2Backbone(PretrainedMixin, FeatureBackbone):
@@ -127,9 +136,9 @@ def load_model(name_or_path, *model_args, **kwargs):
     classification head (`_lc` names, `*-imagenet1k-1-layer`, classifier folders, or `head=FILE`) give a
     `Dinov2ForImageClassification`, every other one a `Dinov2Model`. Keywords as `from_pretrained`'s."""
     def choose(found, options):
-        if not isinstance(found.config, Dinov2Config):
-            return model_class_for(found.config)
-        return Dinov2ForImageClassification if found.head is not None or options.get("head") else Dinov2Model
+        if found.head is not None or options.get("head"):
+            return Dinov2ForImageClassification
+        return model_class_for(found.config)
 
     return load_pretrained(choose, "load_model", name_or_path, model_args, Dinov2ForImageClassification.load_options,
                            **kwargs)

@@ -6,10 +6,10 @@ from .options import add_interpolate_mode, positive_int
 
 
 def run_pca(args) -> int:
-    from .. import Dinov2Model
+    from .. import AutoModel
     from ..features import pca_figure
 
-    model = Dinov2Model.from_pretrained(args.model, interpolate_mode=args.interpolate_mode)
+    model = AutoModel.from_pretrained(args.model, interpolate_mode=args.interpolate_mode)
     figure = pca_figure(model, args.images, size=args.image_size, threshold=args.threshold,
                         remove_background=not args.keep_background)
     figure.save(args.output)
@@ -18,10 +18,10 @@ def run_pca(args) -> int:
 
 
 def run_attention(args) -> int:
-    from .. import Dinov2Model
+    from .. import AutoModel
     from ..features.attention import attention_figure
 
-    model = Dinov2Model.from_pretrained(args.model, interpolate_mode=args.interpolate_mode)
+    model = AutoModel.from_pretrained(args.model, interpolate_mode=args.interpolate_mode)
     attention_figure(model, args.image, size=args.image_size).save(args.output)
     print(f"wrote {args.output}")
     return EXIT_OK

@@ -14,7 +14,7 @@ from ..heads.segmentation import LinearSegmentationHead
 from ..io import atomic_write, write_text_atomic
 from ..models.config import Dinov2Config
 from ..models.vit import DinoVisionTransformer
-from ..pretrained import Dinov2Model
+from ..pretrained import AutoModel, Dinov2Model
 from ..weights.checkpoint import HEAD_META_NAME, HEAD_WEIGHTS_NAME, load_converted
 from ..weights.dense_sources import resolve_depth, resolve_segmentation
 
@@ -91,8 +91,8 @@ class SegmentationModel(nn.Module):
         return folder
 
 
-def _backbone(source, device) -> Dinov2Model:
-    return source if isinstance(source, nn.Module) else Dinov2Model.from_pretrained(source, device=device)
+def _backbone(source, device) -> nn.Module:
+    return source if isinstance(source, nn.Module) else AutoModel.from_pretrained(source, device=device)
 
 
 def _load_head(head: nn.Module, sd: dict, source: str) -> nn.Module:
@@ -109,7 +109,7 @@ def load_depth_model(source, *, backbone=None, max_depth: float | None = None, d
     if found.hf_config is not None:
         return _hf_dpt(found).to(device).eval()
     net = _backbone(found.backbone, device)
-    dim, depth = net.config.hidden_size, len(net.blocks)
+    dim, depth = net.config.hidden_size, net.n_blocks
     if found.head == "dpt":
         head = _load_head(DPTDepthHead(dim, max_depth=found.max_depth), found.head_state, found.source)
         return DepthModel(net, head, depth_blocks(depth, 4)).to(device).eval()

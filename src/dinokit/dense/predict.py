@@ -103,9 +103,9 @@ class Matches:
 
 def match(image_a, image_b, model, *, max_matches: int = 100, short_side: int = 448, device="cpu") -> Matches:
     """Mutual nearest neighbours between the last block's (normed) patch features of two images."""
-    from ..pretrained import Dinov2Model
+    from ..pretrained import AutoModel
 
-    net = fast_path(model if isinstance(model, torch.nn.Module) else Dinov2Model.from_pretrained(model, device=device))
+    net = fast_path(model if isinstance(model, torch.nn.Module) else AutoModel.from_pretrained(model, device=device))
     grids, feats = [], []
     with torch.inference_mode():
         for image in (image_a, image_b):

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..data import IMAGENET_MEAN, IMAGENET_STD, list_images, load_image
 from ..heads.segmentation import LinearSegmentationHead
-from ..pretrained import Dinov2Model
+from ..pretrained import AutoModel
 from ..runtime.cpu import fast_path
 from .models import SegmentationModel, last_blocks
 
@@ -73,8 +73,11 @@ def train_segmentation(images, masks, output, model="dinov2_vits14", *, layers: 
     torch.manual_seed(seed)  # the head's initialisation: the same run gives the same head
     image_size = image_size // 14 * 14
     found = pairs(images, masks)
-    backbone = fast_path(Dinov2Model.from_pretrained(model, device=device))
-    blocks = last_blocks(len(backbone.blocks), layers)
+    backbone = fast_path(AutoModel.from_pretrained(model, device=device))
+    if layers > 1 and not hasattr(backbone, "blocks"):
+        raise ValueError(f"{model} is a ConvNeXt, whose stages differ in width: a head over {layers} of them does not "
+                         "apply; use --layers 1 (the last stage)")
+    blocks = last_blocks(backbone.n_blocks, layers)
     feats, targets = [], []
     with torch.inference_mode():  # the backbone is frozen: its features are computed once
         for img, msk in tqdm(found, desc="features", disable=not progress, leave=False):

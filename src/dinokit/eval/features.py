@@ -53,7 +53,8 @@ def extract(model, paths, transform, *, batch_size=64, num_workers=2, device="cp
 
     rank, world = rank_and_world()
     vit = fast_path(model.dinov2 if hasattr(model, "dinov2") else model)
-    blocks = min(blocks, len(vit.blocks))
+    # a ConvNeXt's stages differ in width: its last stage alone, as the official ConvNeXt evaluation takes it
+    blocks = min(blocks, len(vit.blocks)) if hasattr(vit, "blocks") else 1
     n, dim = len(paths), vit.config.hidden_size
     cls, mean, ok = torch.zeros(n, blocks, dim), torch.zeros(n, dim), torch.zeros(n, dtype=torch.bool)
     mine = list(range(rank, n, world))

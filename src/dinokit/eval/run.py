@@ -26,9 +26,9 @@ def _load(model, model_name, source, labels=None, classes=None, **kw) -> Feature
 def _model(model_name, device, interpolate_mode, needs_model: bool):
     if not needs_model:
         return None
-    from ..pretrained import Dinov2Model
+    from ..pretrained import AutoModel
 
-    return Dinov2Model.from_pretrained(model_name, device=device, interpolate_mode=interpolate_mode)
+    return AutoModel.from_pretrained(model_name, device=device, interpolate_mode=interpolate_mode)
 
 
 def eval_knn(train, val, model="dinov2_vits14", *, ks=(10, 20, 100, 200), temperature=0.07, image_size=224,

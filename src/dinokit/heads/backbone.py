@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from ..models.config import Dinov2Config
+from ..models.factory import build_backbone
 from ..models.outputs import ModelOutput, wants_tuple
-from ..models.vit import DinoVisionTransformer
 
 
 @dataclass
@@ -26,7 +26,7 @@ class FeatureBackbone(nn.Module):
     def __init__(self, config: Dinov2Config):
         super().__init__()
         self.config = config
-        self.dinov2 = DinoVisionTransformer(config)
+        self.dinov2 = build_backbone(config)
 
     @property
     def stage_names(self) -> list[str]:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.config import Dinov2Config
+from ..models.factory import build_backbone
 from ..models.outputs import ModelOutput, wants_tuple
 from ..models.vit import DinoVisionTransformer
 from ..weights.labels import imagenet_id2label, imagenet_labels  # noqa: F401 (part of dinokit.heads)
@@ -58,12 +59,13 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, num_labels: 
 
 
 class ImageClassifier(nn.Module):
-    """`dinov2` backbone + `classifier` (the attribute names transformers uses, so checkpoints map 1:1)."""
+    """`dinov2` backbone + `classifier` (the attribute names transformers uses, so checkpoints map 1:1). The
+    backbone is any family's (DINOv3 too: transformers has no DINOv3 classifier, dinokit keeps the same one)."""
 
     def __init__(self, config: Dinov2Config):
         super().__init__()
         self.config = config
-        self.dinov2 = DinoVisionTransformer(config)
+        self.dinov2 = build_backbone(config)
         self.layers = int(config.extra.get("classifier_layers", 1))
         num_labels = config.num_labels
         self.classifier = nn.Linear((1 + self.layers) * config.hidden_size, num_labels) if num_labels > 0 else nn.Identity()

@@ -135,6 +135,12 @@ class ConvNeXt(nn.Module):
     def interpolate_mode(self) -> str:
         return "none"
 
+    @property
+    def n_blocks(self) -> int:
+        """The official name: stages whose outputs `get_intermediate_layers` can return (their widths differ,
+        so heads over several of them do not apply)."""
+        return len(self.stages)
+
     def check_pixels(self, pixel_values) -> None:
         if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4 or not pixel_values.is_floating_point():
             got = list(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__

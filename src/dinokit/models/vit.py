@@ -27,6 +27,11 @@ class VisionTransformerBase(nn.Module):
     def num_prefix_tokens(self) -> int:
         return 1 + self.num_register_tokens
 
+    @property
+    def n_blocks(self) -> int:
+        """The official name of the depth: blocks whose outputs `get_intermediate_layers` can return."""
+        return len(self.blocks)
+
     def rope_for(self, image_hw: tuple[int, int]):
         """(sin, cos) of the rotary position embedding for an image of (H, W) pixels; None without RoPE."""
         return None

@@ -1,8 +1,9 @@
 """`dinokit export`: ONNX, TorchScript or a torch.export program, checked against eager PyTorch.
 
-Position embeddings are interpolated once, for the export size, and stored in the exported weights: the
-graph then needs neither the antialiased nor the `scale_factor` interpolation that exporters reject, and
-gives exactly the eager numbers at that size. The batch dimension stays dynamic.
+Position embeddings (DINOv2) are interpolated once, for the export size, and stored in the exported weights:
+the graph then needs neither the antialiased nor the `scale_factor` interpolation that exporters reject, and
+gives exactly the eager numbers at that size. DINOv3's RoPE is computed in the graph for that size (its
+sines and cosines fold to constants); a ConvNeXt needs nothing. The batch dimension stays dynamic.
 """
 from __future__ import annotations
 
@@ -26,11 +27,12 @@ class ExportableModel(nn.Module):
     def __init__(self, model: nn.Module, image_size: int):
         super().__init__()
         model = copy.deepcopy(model).eval()
-        vit = next(m for m in model.modules() if isinstance(m, DinoVisionTransformer))
-        with torch.no_grad():
-            pos = vit.position_embeddings((image_size, image_size)).detach().clone()
-        vit.config = vit.config.replace(image_size=image_size)
-        vit.pos_embed = nn.Parameter(pos, requires_grad=False)  # the grid now matches: no interpolation
+        vit = next((m for m in model.modules() if isinstance(m, DinoVisionTransformer)), None)
+        if vit is not None:
+            with torch.no_grad():
+                pos = vit.position_embeddings((image_size, image_size)).detach().clone()
+            vit.config = vit.config.replace(image_size=image_size)
+            vit.pos_embed = nn.Parameter(pos, requires_grad=False)  # the grid now matches: no interpolation
         self.model = model
 
     def forward(self, pixel_values: torch.Tensor):
