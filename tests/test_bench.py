@@ -54,3 +54,14 @@ def test_embed_bench_times_both_sides_on_the_same_images_and_numbers(photo_dir, 
     from statistics import median
     t = e["seconds"]
     assert abs(e["speedup"] - median(t["transformers"]) / median(t["dinokit"])) < 1e-9
+
+
+def test_dinov3_bench_times_equal_models():
+    from dinokit.bench import bench_dinov3
+
+    result = bench_dinov3(sizes=("s",), batch_sizes=(2,), repeats=1, warmup=0, progress=None)
+    rows = {r["peer"]: r for r in result["rows"]}
+    assert set(rows) == {"transformers", "timm"}
+    for r in rows.values():
+        assert r["max_abs_diff_vs_peer"] <= 1e-4 and r["model"] == "DINOv3 ViT-S/16"
+        assert abs(r["speedup"] - r["dinokit_img_s"]["median"] / r["peer_img_s"]["median"]) < 1e-9

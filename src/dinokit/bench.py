@@ -1,6 +1,7 @@
 """`dinokit bench` / `python -m dinokit.bench`: dinokit against the peers, in one run, on the same weights.
 
-Peers: transformers `Dinov2Model` (SDPA), timm, and the official code (the `dinov2` package), when installed.
+Peers: transformers `Dinov2Model` (SDPA), timm, and the official code (the `dinov2` package), when installed;
+with `--dinov3`, transformers' `DINOv3ViTModel` and timm's DINOv3 ViTs.
 Each peer is timed against dinokit in that peer's own interpolation mode (they differ by design at 224 px),
 interleaved (one call of each in turn), after warm-up; images/s as median, min and max of the timed runs.
 Achieved GFLOP/s are compared with the machine's measured fp32 matrix-multiply rate, and every output's max
@@ -100,6 +101,79 @@ def build_peers(size: str, workdir: Path) -> dict[str, tuple[torch.nn.Module, to
     except ImportError:
         pass
     return pairs
+
+
+DINOV3_TIMM = {"s": "vit_small_patch16_dinov3_qkvb", "b": "vit_base_patch16_dinov3_qkvb"}
+
+
+def build_dinov3_peers(size: str, workdir: Path) -> dict[str, tuple[torch.nn.Module, torch.nn.Module]]:
+    """{peer: (peer model, dinokit model)} for a random DINOv3 ViT (`s` or `b`), the same weights everywhere."""
+    from .models.dinov3 import dinov3_vit_config
+    from .pretrained import DINOv3ViTModel
+    from .weights.dinov3_formats import vit_to_timm
+
+    torch.manual_seed(0)
+    ours = DINOv3ViTModel(dinov3_vit_config(size))
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    ours = fast_path(ours.eval())
+    pairs = {"dinokit": (ours, ours)}
+    try:
+        import transformers
+
+        ours.save_pretrained(workdir / f"dinov3-{size}")
+        hf = transformers.DINOv3ViTModel.from_pretrained(workdir / f"dinov3-{size}", attn_implementation="sdpa")
+        pairs["transformers"] = (hf.eval(), ours)
+    except ImportError:
+        pass
+    try:
+        import timm
+
+        tm = timm.create_model(DINOV3_TIMM[size], pretrained=False, num_classes=0)
+        tm.load_state_dict(vit_to_timm(ours.state_dict()))
+        pairs["timm"] = (tm.eval(), ours)
+    except ImportError:
+        pass
+    return pairs
+
+
+def bench_dinov3(sizes=("s", "b"), image_size: int = 224, batch_sizes=(1, 8, 32), repeats: int = 10, warmup: int = 2,
+                 device: str = "cpu", dtype: torch.dtype = torch.float32, progress=print) -> dict:
+    """DINOv3 ViT-S/16 and B/16: dinokit against transformers' `DINOv3ViTModel` (SDPA) and timm's eva, interleaved,
+    on the same weights; every output's max abs difference from dinokit's."""
+    device = torch.device(device)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            pairs = {peer: (theirs.to(device, dtype), ours.to(device, dtype))
+                     for peer, (theirs, ours) in build_dinov3_peers(size, Path(tmp)).items()}
+            for batch in batch_sizes:
+                torch.manual_seed(1)
+                x = torch.randn(batch, 3, image_size, image_size).to(device, dtype)
+                timers = {peer: functools.partial(_forward, "timm" if peer == "timm" else "dinokit", theirs)
+                          for peer, (theirs, _) in pairs.items()}
+                times, outputs = time_interleaved(timers, x, warmup, repeats)
+                for peer in pairs:
+                    if peer == "dinokit":
+                        continue
+                    row = {"model": f"DINOv3 ViT-{size.upper()}/16", "image_size": image_size, "batch": batch, "peer": peer,
+                           "peer_img_s": _img_s(batch, times[peer]), "dinokit_img_s": _img_s(batch, times["dinokit"]),
+                           "speedup": statistics.median(times[peer]) / statistics.median(times["dinokit"]),
+                           "max_abs_diff_vs_peer": (outputs[peer] - outputs["dinokit"]).float().abs().max().item()}
+                    rows.append(row)
+                    if progress:
+                        progress(f"{row['model']:17s} {image_size}px b{batch:<3d} {peer:12s} peer "
+                                 f"{row['peer_img_s']['median']:7.2f} img/s  dinokit {row['dinokit_img_s']['median']:7.2f} "
+                                 f"img/s  x{row['speedup']:.2f}  max|Δ| {row['max_abs_diff_vs_peer']:.1e}")
+    return {"machine": machine_info(), "device": str(device), "dtype": str(dtype).replace("torch.", ""), "rows": rows}
+
+def dinov3_table(result: dict) -> str:
+    lines = ["| model | batch | peer | peer img/s | dinokit img/s | speed-up | max abs diff |", "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['model']} | {r['batch']} | {r['peer']} | {r['peer_img_s']['median']:.2f} | "
+                     f"{r['dinokit_img_s']['median']:.2f} | {r['speedup']:.2f} | {r['max_abs_diff_vs_peer']:.1e} |")
+    return "\n".join(lines)
 
 
 def _save_random_vits(folder) -> str:
@@ -430,6 +504,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                         help="the peers' and dinokit's dtype (reduced precision: GPU)")
     parser.add_argument("--no-peers", action="store_true", help="skip the peer comparison")
+    parser.add_argument("--dinov3", action="store_true",
+                        help="also time DINOv3 ViT-S/16 and B/16 against transformers' DINOv3ViTModel and timm")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS,
                         help="also time these opt-in backends against eager fp32, with their effect on the numbers")
     parser.add_argument("--no-knn", action="store_true", help="skip the backends' k-NN measurement on digits")
@@ -462,6 +538,10 @@ def main(argv=None) -> int:
         result.update(bench_models(args.models, args.image_sizes, args.batch_sizes, args.repeats, device=args.device,
                                    dtype=dtype))
         print(f"machine: {result['machine']}; {args.dtype} matmul peak {result['matmul_peak_gflops']:.0f} GFLOP/s")
+    if args.dinov3:
+        result["dinov3"] = bench_dinov3([m for m in args.models if m in DINOV3_TIMM] or ["s", "b"], args.image_sizes[0],
+                                        args.batch_sizes, args.repeats, device=args.device, dtype=dtype)
+        print(dinov3_table(result["dinov3"]))
     if args.backends:
         result["backends"] = bench_backends(args.backends, args.models, args.batch_sizes, args.image_sizes[0],
                                             args.repeats, device=args.device, dtype=dtype,

@@ -173,9 +173,11 @@ class AutoModel(_Auto):
     model_class = Dinov2Model
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, torch_dtype=None, dtype=None, **kwargs):
+        """`Dinov2Model.from_pretrained`'s keywords, for a checkpoint of any family."""
         return load_pretrained(lambda found, options: model_class_for(found.config), "AutoModel.from_pretrained",
-                               pretrained_model_name_or_path, model_args, (), **kwargs)
+                               pretrained_model_name_or_path, model_args, (),
+                               dtype=dtype if dtype is not None else torch_dtype, **kwargs)
 
     @classmethod
     def from_config(cls, config, **overrides):

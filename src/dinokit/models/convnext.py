@@ -67,7 +67,7 @@ def dinov3_convnext_config(size: str, **overrides) -> DINOv3ConvNextConfig:
         depths, dims = _SIZES[size]
     except KeyError:
         raise ValueError(f"unknown DINOv3 ConvNeXt size {size!r}; expected one of {CONVNEXT_SIZES}") from None
-    return DINOv3ConvNextConfig(depths=list(depths), hidden_sizes=list(dims), **overrides)
+    return DINOv3ConvNextConfig(**{"depths": list(depths), "hidden_sizes": list(dims), **overrides})
 
 
 class ChannelsFirstLayerNorm(nn.LayerNorm):
@@ -101,6 +101,7 @@ class ConvNeXt(nn.Module):
 
     num_prefix_tokens = 1
     num_register_tokens = 0
+    chunked_blocks = False  # the official attribute beside `n_blocks`
 
     def __init__(self, config: DINOv3ConvNextConfig):
         super().__init__()
@@ -111,7 +112,8 @@ class ConvNeXt(nn.Module):
         for i in range(1, len(dims)):
             self.downsample_layers.append(nn.Sequential(
                 ChannelsFirstLayerNorm(dims[i - 1], eps=eps), nn.Conv2d(dims[i - 1], dims[i], kernel_size=2, stride=2)))
-        rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        total = sum(config.depths)
+        rates = [config.drop_path_rate * i / max(1, total - 1) for i in range(total)]  # transformers' linspace
         self.stages, start = nn.ModuleList(), 0
         for dim, depth in zip(dims, config.depths):
             self.stages.append(nn.Sequential(*(

@@ -30,8 +30,7 @@ class Attention(nn.Module):
     weights are asked for or a head mask is given. Dropout (training only) acts on the attention
     probabilities, as in transformers; the projection's output is not dropped (transformers ≥ 5).
     `rope` (DINOv3): (sin, cos) that rotate the patch queries and keys. `mask_k_bias` (DINOv3): the key
-    part of the QKV bias is held at zero — loaders zero it, and in training it is masked out of the forward
-    pass so that it never learns.
+    part of the QKV bias never counts, as the official `bias_mask` makes it (loaders also zero it).
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0, causal: bool = False,
@@ -44,11 +43,15 @@ class Attention(nn.Module):
         self.attn_drop = attn_drop
 
     def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mask_k_bias and self.training:
-            keep = torch.ones_like(self.qkv.bias).index_fill(0, torch.arange(
-                x.shape[-1], 2 * x.shape[-1], device=x.device), 0.0)
-            return F.linear(x, self.qkv.weight, self.qkv.bias * keep)
-        return self.qkv(x)
+        qkv = self.qkv(x)
+        if not self.mask_k_bias:
+            return qkv
+        dim = x.shape[-1]
+        key_bias = self.qkv.bias[dim:2 * dim]
+        if qkv.requires_grad:  # the key bias enters and leaves again: it never counts, and its gradient is 0
+            return qkv - F.pad(key_bias, (dim, dim))
+        qkv[..., dim:2 * dim] -= key_bias
+        return qkv
 
     def forward(self, x: torch.Tensor, need_weights: bool = False, head_mask: torch.Tensor | None = None,
                 queries: int | None = None, rope: tuple[torch.Tensor, torch.Tensor] | None = None):

@@ -22,6 +22,7 @@ class VisionTransformerBase(nn.Module):
 
     config: Dinov2Config
     register_tokens_key = "x_norm_regtokens"  # forward_features' name for the normalised registers
+    chunked_blocks = False  # the official attribute beside `n_blocks` (FSDP block chunks are unchunked on load)
 
     @property
     def num_prefix_tokens(self) -> int:

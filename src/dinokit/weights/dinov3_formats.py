@@ -51,7 +51,14 @@ def convnext_format(sd) -> str:
 def dinov3_to_dinokit(sd: dict[str, torch.Tensor], family: str) -> dict[str, torch.Tensor]:
     if family == "dinov3_vit":
         return {"official": _vit_from_official, "hf": _vit_from_hf, "timm": _vit_from_timm}[vit_format(sd)](sd)
-    return {"official": dict, "hf": _convnext_from_hf, "timm": _convnext_from_timm}[convnext_format(sd)](sd)
+    return {"official": _convnext_from_official, "hf": _convnext_from_hf, "timm": _convnext_from_timm}[
+        convnext_format(sd)](sd)
+
+
+def _convnext_from_official(sd):
+    """`norms.{i}` are the per-stage norms of `get_intermediate_layers` (identities, and the last one is `norm`
+    itself, stored twice)."""
+    return {k: v for k, v in sd.items() if not k.startswith("norms.")}
 
 
 # --- ViT: official ---------------------------------------------------------------------------------

@@ -305,7 +305,7 @@ class PretrainedMixin:
         if isinstance(config, Dinov2Config):
             mode = interpolate_mode or config.interpolate_mode or found.interpolate_mode or "official"
             config = config.replace(interpolate_mode=mode)
-        elif interpolate_mode is not None:
+        elif interpolate_mode is not None and interpolate_mode != ("rope" if hasattr(config, "rope_theta") else "none"):
             raise ValueError(f"interpolate_mode={interpolate_mode!r} applies to DINOv2's learned position embeddings; "
                              f"{source} ({config.model_type}) has none to interpolate (RoPE or convolutions "
                              "handle any input size)")

@@ -1,0 +1,177 @@
+"""DINOv3 against the reference implementations, on random weights each library writes in its own layout:
+transformers' `DINOv3ViTModel` / `DINOv3ConvNextModel` (every output), timm's eva `vit_*_patch16_dinov3[_qkvb]`
+and `convnext_*`, and — when DINOKIT_DINOV3_REPO points at a facebookresearch/dinov3 checkout — the official
+code itself. Float32, max abs difference ≤ 1e-4 at 224, 256, 512 and 320×480."""
+import os
+import sys
+
+import pytest
+import torch
+import transformers
+
+import dinokit
+from dinokit.models.convnext import dinov3_convnext_config
+from dinokit.models.dinov3 import dinov3_vit_config
+from tests.helpers import max_diff, perturb_
+
+TOL = 1e-4
+SIZES = [(224, 224), (256, 256), (512, 512), (320, 480)]
+# name: (dinokit size, overrides): S, S+ and B at full size; the larger ones at full width with 2 blocks
+VITS = {"s": ("s", {}), "splus": ("splus", {}), "b": ("b", {}), "l2": ("l", {"num_hidden_layers": 2}),
+        "lplus2": ("lplus", {"num_hidden_layers": 2}), "hplus2": ("hplus", {"num_hidden_layers": 2})}
+SLOW_VITS = {"7b2": ("7b", {"num_hidden_layers": 2}), "l": ("l", {})}
+
+
+def hf_vit(size, overrides):
+    fields = dinov3_vit_config(size, **overrides).to_dict()
+    fields = {k: v for k, v in fields.items() if k not in ("model_type", "stage_names", "id2label", "label2id")}
+    config = transformers.DINOv3ViTConfig(**fields)
+    return perturb_(transformers.DINOv3ViTModel._from_config(config, attn_implementation="eager"))
+
+
+def _compare_hf(ref, ours, sizes, report, label):
+    worst = {}
+    with torch.no_grad():
+        for size in sizes:
+            x = torch.randn(2, 3, *size)
+            a, b = ref(x, output_hidden_states=True), ours(x, output_hidden_states=True)
+            assert len(a.hidden_states) == len(b.hidden_states)
+            diffs = [max_diff(a.last_hidden_state, b.last_hidden_state), max_diff(a.pooler_output, b.pooler_output)]
+            diffs += [max_diff(p, q) for p, q in zip(a.hidden_states, b.hidden_states)]
+            worst[size] = max(diffs)
+    report(f"{label}: " + ", ".join(f"{h}x{w} {d:.1e}" for (h, w), d in worst.items()))
+    for size, diff in worst.items():
+        assert diff <= TOL, f"{label} at {size}: max abs diff {diff}"
+
+
+def _vit_case(name, tmp_path, report, sizes=SIZES):
+    size, overrides = {**VITS, **SLOW_VITS}[name]
+    ref = hf_vit(size, overrides)
+    ref.save_pretrained(tmp_path)
+    ours = dinokit.AutoModel.from_pretrained(tmp_path)
+    assert type(ours).__name__ == "DINOv3ViTModel" and ours.config == dinov3_vit_config(size, **overrides).replace(
+        architectures=["DINOv3ViTModel"], dtype="float32")
+    _compare_hf(ref, ours, sizes, report, f"transformers DINOv3ViTModel {name}")
+
+
+@pytest.mark.parametrize("name", list(VITS))
+def test_transformers_vit(name, tmp_path, report):
+    _vit_case(name, tmp_path, report)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SLOW_VITS))
+def test_transformers_vit_large_ones(name, tmp_path, report):
+    _vit_case(name, tmp_path, report, sizes=[(224, 224), (320, 480)])
+
+
+def test_transformers_backbone_and_round_trip(tmp_path):
+    """AutoBackbone-style feature maps, and save_pretrained → transformers loads the same numbers."""
+    ref = hf_vit("s", {"num_hidden_layers": 4})
+    ref.save_pretrained(tmp_path / "ref")
+    ours = dinokit.AutoModel.from_pretrained(tmp_path / "ref")
+    ours.save_pretrained(tmp_path / "ours")
+    again = transformers.DINOv3ViTModel.from_pretrained(tmp_path / "ours").eval()
+    backbone = transformers.DINOv3ViTBackbone.from_pretrained(tmp_path / "ref", out_indices=[2, 4]).eval()
+    x = torch.randn(1, 3, 224, 320)
+    with torch.no_grad():
+        assert max_diff(again(x).last_hidden_state, ours(x).last_hidden_state) <= TOL
+        maps = backbone(x).feature_maps
+        mine = ours.get_intermediate_layers(x, n=[1, 3], reshape=True, norm=True)
+    assert [m.shape for m in maps] == [m.shape for m in mine] == [(1, 384, 14, 20)] * 2
+    assert max(max_diff(a, b) for a, b in zip(maps, mine)) <= TOL
+
+
+TIMM_VITS = {"vit_small_patch16_dinov3_qkvb": {}, "vit_small_plus_patch16_dinov3": {},
+             "vit_base_patch16_dinov3_qkvb": {}, "vit_large_patch16_dinov3_qkvb": {"depth": 2},
+             "vit_huge_plus_patch16_dinov3": {"depth": 2}}
+
+
+def _timm_case(name, kwargs, tmp_path, report, sizes=SIZES):
+    import timm
+
+    ref = perturb_(timm.create_model(name, pretrained=False, num_classes=0, **kwargs))
+    torch.save(ref.state_dict(), tmp_path / f"{name}.pth")
+    ours = dinokit.AutoModel.from_pretrained(tmp_path / f"{name}.pth")
+    worst = {}
+    with torch.no_grad():
+        for size in sizes:
+            x = torch.randn(2, 3, *size)
+            tokens = ours(x, output_hidden_states=True)
+            final, inter = ref.forward_intermediates(x, indices=[0, 1], output_fmt="NLC", norm=False,
+                                                     return_prefix_tokens=True)
+            diffs = [max_diff(final, tokens.last_hidden_state)]
+            for i, (patches, prefix) in enumerate(inter):
+                diffs.append(max_diff(torch.cat([prefix, patches], dim=1), tokens.hidden_states[i + 1]))
+            worst[size] = max(diffs)
+    report(f"timm {name}: " + ", ".join(f"{h}x{w} {d:.1e}" for (h, w), d in worst.items()))
+    for size, diff in worst.items():
+        assert diff <= TOL, f"timm {name} at {size}: max abs diff {diff}"
+
+
+@pytest.mark.parametrize("name", list(TIMM_VITS))
+def test_timm_vit(name, tmp_path, report):
+    _timm_case(name, TIMM_VITS[name], tmp_path, report)
+
+
+@pytest.mark.slow
+def test_timm_vit_7b(tmp_path, report):
+    _timm_case("vit_7b_patch16_dinov3", {"depth": 2}, tmp_path, report, sizes=[(224, 224)])
+
+
+CONVNEXTS = {"tiny": {}, "small1": {"depths": [1, 1, 1, 1]}, "base1": {"depths": [1, 1, 1, 1]},
+             "large1": {"depths": [1, 1, 1, 1]}}
+
+
+@pytest.mark.parametrize("name", list(CONVNEXTS))
+def test_transformers_convnext(name, tmp_path, report):
+    config = dinov3_convnext_config(name.rstrip("1"), **CONVNEXTS[name])
+    fields = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "stage_names", "id2label", "label2id")}
+    ref = perturb_(transformers.DINOv3ConvNextModel(transformers.DINOv3ConvNextConfig(**fields)))
+    ref.save_pretrained(tmp_path)
+    ours = dinokit.AutoModel.from_pretrained(tmp_path)
+    assert type(ours).__name__ == "DINOv3ConvNextModel"
+    _compare_hf(ref, ours, SIZES, report, f"transformers DINOv3ConvNextModel {name}")
+
+
+@pytest.mark.parametrize("name", ["convnext_tiny", "convnext_base"])
+def test_timm_convnext(name, tmp_path, report):
+    import timm
+
+    kwargs = {} if name == "convnext_tiny" else {"depths": (1, 1, 1, 1)}
+    ref = perturb_(timm.create_model(name, pretrained=False, **kwargs))
+    torch.save(ref.state_dict(), tmp_path / "w.pth")  # with timm's classifier: left out by the loader
+    ours = dinokit.AutoModel.from_pretrained(tmp_path / "w.pth")
+    worst = 0.0
+    with torch.no_grad():
+        for size in SIZES:
+            x = torch.randn(2, 3, *size)
+            out = ours(x, output_hidden_states=True)
+            features = ref.forward_features(x)
+            worst = max(worst, max_diff(features, out.hidden_states[-1]),
+                        max_diff(ref.forward_head(features, pre_logits=True), out.pooler_output))
+    report(f"timm {name}: {worst:.1e}")
+    assert worst <= TOL
+
+
+@pytest.mark.skipif(not os.environ.get("DINOKIT_DINOV3_REPO"),
+                    reason="set DINOKIT_DINOV3_REPO to a facebookresearch/dinov3 checkout to compare with the official code")
+@pytest.mark.parametrize("entry", ["dinov3_vits16plus", "dinov3_convnext_tiny"])
+def test_official_code(entry, tmp_path, report):
+    sys.path.insert(0, os.environ["DINOKIT_DINOV3_REPO"])
+    from dinov3.hub import backbones
+
+    ref = getattr(backbones, entry)(pretrained=False)
+    ref.init_weights()
+    perturb_(ref)
+    torch.save(ref.state_dict(), tmp_path / f"{entry}_pretrain_lvd1689m-00000000.pth")
+    ours = dinokit.AutoModel.from_pretrained(tmp_path / f"{entry}_pretrain_lvd1689m-00000000.pth")
+    x = torch.randn(2, 3, 224, 320)
+    with torch.no_grad():
+        a, b = ref.forward_features(x), ours.forward_features(x)
+        diff = max(max_diff(a[k], b[k]) for k in ("x_norm_clstoken", "x_storage_tokens", "x_norm_patchtokens"))
+        for p, q in zip(ref.get_intermediate_layers(x, n=2, reshape=True, return_class_token=True),
+                        ours.get_intermediate_layers(x, n=2, reshape=True, return_class_token=True)):
+            diff = max(diff, max_diff(p[0], q[0]), max_diff(p[1], q[1]))
+    report(f"official {entry}: {diff:.1e}")
+    assert diff <= TOL
