@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import dinokit
-from dinokit.weights.names import dinotxt_urls
+from dinokit.weights.names import dinotxt_urls, lookup
 from tests.helpers import (
     HANG,
     SNAPSHOT,
@@ -93,6 +93,9 @@ def official_files(checkpoints: Path):
                    "text_encoder": "*_text_encoder.pth", "vocab": "bpe_simple_vocab_16e6.txt.gz"}[kind]
         shutil.copy(next(dinotxt.glob(pattern)), checkpoints / url.rsplit("/", 1)[-1])
     shutil.copy(dinotxt / "dinotxt_config.json", checkpoints)
+    for name in ("dinov3_vits16", "dinov3_convnext_tiny"):  # DINOv3's official files, real shapes
+        model = perturb_(getattr(dinokit, name)(pretrained=False))
+        torch.save(model.state_dict(), checkpoints / lookup(name).url.rsplit("/", 1)[-1])
 
 
 def hub_repos(cache: Path):
@@ -112,6 +115,10 @@ def hub_repos(cache: Path):
                                  readout_type="project", is_hybrid=False, use_bias_in_fusion_residual=False,
                                  head_in_index=-1)
     fake_hf_cache(cache, "facebook/dpt-dinov2-small-kitti", perturb_(transformers.DPTForDepthEstimation(dpt), 0.05))
+    repo = "facebook/dinov3-vits16-pretrain-lvd1689m"
+    fake_hf_cache(cache, repo, perturb_(dinokit.dinov3_vits16(pretrained=False)))
+    transformers.DINOv3ViTImageProcessorFast().save_pretrained(cache / f"models--{repo.replace('/', '--')}" / "snapshots"
+                                                               / SNAPSHOT)
 
 
 def example_files(work: Path, home: Path):
