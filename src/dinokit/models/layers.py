@@ -43,24 +43,27 @@ class Attention(nn.Module):
         self.attn_drop = attn_drop
 
     def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, N, 3·dim]: Q, K, V, the key bias taken out again (it enters and leaves: it never counts, and its
+        gradient is 0)."""
         qkv = self.qkv(x)
         if not self.mask_k_bias:
             return qkv
         dim = x.shape[-1]
-        key_bias = self.qkv.bias[dim:2 * dim]
-        if qkv.requires_grad:  # the key bias enters and leaves again: it never counts, and its gradient is 0
-            return qkv - F.pad(key_bias, (dim, dim))
-        qkv[..., dim:2 * dim] -= key_bias
-        return qkv
+        return qkv - F.pad(self.qkv.bias[dim:2 * dim], (dim, dim))
+
+    def heads(self, qkv: torch.Tensor, rope) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v as [B, heads, N, head_dim], the patch queries and keys rotated by `rope`."""
+        B, N, _ = qkv.shape
+        q, k, v = qkv.reshape(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        return q, k, v
 
     def forward(self, x: torch.Tensor, need_weights: bool = False, head_mask: torch.Tensor | None = None,
                 queries: int | None = None, rope: tuple[torch.Tensor, torch.Tensor] | None = None):
         """`queries=n`: only the first n tokens ask (all tokens still answer); the output has n tokens."""
         B, N, C = x.shape
-        qkv = self.project_qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q, k, v = self.heads(self.project_qkv(x), rope)
         if queries is not None:
             q, N = q[:, :, :queries], queries
         drop = self.attn_drop if self.training else 0.0

@@ -48,3 +48,16 @@ def apply_rope(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.T
     rotated = torch.cat((-patches[..., half:], patches[..., :half]), dim=-1)
     patches = (patches * cos + rotated * sin).to(x.dtype)
     return torch.cat((x[..., :prefix, :], patches), dim=-2)
+
+
+def apply_rope_(qk: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+    """`apply_rope` in place on float32 [..., N, head_dim] (the patches are its last `sin.shape[0]` tokens):
+    for a caller that owns the tensor and keeps no gradient (dinokit's fast path)."""
+    half = qk.shape[-1] // 2
+    patches = qk[..., qk.shape[-2] - sin.shape[-2]:, :]
+    first, second = patches[..., :half], patches[..., half:]
+    c, s = cos[:, :half], sin[:, :half]  # both halves of the tiled angles are equal
+    kept = first.clone()
+    first.mul_(c).addcmul_(second, s, value=-1.0)
+    second.mul_(c).addcmul_(kept, s)
+    return qk

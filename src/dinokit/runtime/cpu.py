@@ -16,6 +16,8 @@ pickles and deep copies of a fast model are plain. What the subclasses do, each 
   and with several threads the pieces run side by side, one intra-op thread each, as long as that keeps
   every thread busy. A hook sees whole batches, in order, in the caller's thread: no pieces then.
 - Interpolated position embeddings are cached per image size.
+- DINOv3's RoPE rotates the fresh query/key projection in place, and its (always zero) key bias is not taken
+  out again unless one was set.
 
 These rely on private PyTorch APIs (`torch.ops.mkldnn`, version counters, the global hook registry);
 that is why they live here and not in `dinokit.models`.
@@ -30,7 +32,8 @@ import torch
 from torch import nn
 from torch.nn.modules.module import _global_forward_hooks
 
-from ..models.layers import Block, LayerScale, Mlp
+from ..models.layers import Attention, Block, LayerScale, Mlp
+from ..models.rope import apply_rope_
 from ..models.vit import VisionTransformerBase
 
 _CACHES = ("_dinokit_packed", "_dinokit_pos_cache")  # runtime state kept on a module, never pickled
@@ -128,6 +131,28 @@ class _InPlaceMlp(_Fast):
         return self.fc2(hidden)
 
 
+class _InPlaceAttention(_Fast):
+    """DINOv3's extra steps on the fresh projection itself: the key bias is taken out only when one is set
+    (the loaders zero it), and RoPE rotates the patch queries and keys in place (float32)."""
+
+    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.mask_k_bias and in_place_ok(self)):
+            return super().project_qkv(x)
+        qkv, dim = self.qkv(x), x.shape[-1]
+        key_bias = self.qkv.bias[dim:2 * dim]
+        if key_bias.any():
+            qkv[..., dim:2 * dim] -= key_bias
+        return qkv
+
+    def heads(self, qkv: torch.Tensor, rope):
+        if rope is None or qkv.dtype != torch.float32 or not in_place_ok(self):
+            return super().heads(qkv, rope)
+        B, N, _ = qkv.shape
+        qkv = qkv.reshape(B, N, 3, self.num_heads, -1)
+        apply_rope_(qkv[:, :, :2].permute(0, 2, 3, 1, 4), *rope)
+        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
+
 class _InPlaceBlock(_Fast):
     def forward(self, x, need_weights: bool = False, head_mask: torch.Tensor | None = None, rope=None):
         if not in_place_ok(self):
@@ -196,6 +221,8 @@ def _mixin_for(module: nn.Module, packed_linear: bool) -> type | None:
         return _PackedLinear if packed_linear and _PACKED_LINEAR_OP else None
     if isinstance(module, Mlp):
         return _InPlaceMlp
+    if isinstance(module, Attention):
+        return _InPlaceAttention
     if isinstance(module, Block):
         return _InPlaceBlock
     if isinstance(module, VisionTransformerBase):
