@@ -13,7 +13,7 @@ _EXPORTS = {  # module → the names it gives the package, imported on first use
                 "DINOv3ViTConfig", "DINOv3ConvNextConfig"],
     ".pretrained": ["DinoTxtModel", "AutoBackbone", "AutoConfig", "AutoModel", "AutoModelForImageClassification",
                     "Dinov2Backbone", "Dinov2ForImageClassification", "Dinov2Model", "MMPretrainFeatureModel", "get_model",
-                    "load_model", "DINOv3ViTModel", "DINOv3ConvNextModel", *DINOV3_HUB_NAMES,
+                    "load_model", "DINOv3ViTModel", "DINOv3ConvNextModel", "DINOv3ViTBackbone", *DINOV3_HUB_NAMES,
                     *(f"dinov2_vit{size}14{reg}{lc}" for size in "sblg" for reg in ("", "_reg") for lc in ("", "_lc"))],
     ".runtime": ["accelerate", "fast_path"],
     ".weights": ["CheckpointMismatchError", "WeightsNotAvailableError", "available_models"],
@@ -33,5 +33,6 @@ __all__ = [
     "dinov2_vits14_reg", "dinov2_vitb14_reg", "dinov2_vitl14_reg", "dinov2_vitg14_reg",
     "dinov2_vits14_lc", "dinov2_vitb14_lc", "dinov2_vitl14_lc", "dinov2_vitg14_lc",
     "dinov2_vits14_reg_lc", "dinov2_vitb14_reg_lc", "dinov2_vitl14_reg_lc", "dinov2_vitg14_reg_lc",
-    "DINOv3ViTConfig", "DINOv3ConvNextConfig", "DINOv3ViTModel", "DINOv3ConvNextModel", *DINOV3_HUB_NAMES,
+    "DINOv3ViTConfig", "DINOv3ConvNextConfig", "DINOv3ViTModel", "DINOv3ConvNextModel", "DINOv3ViTBackbone",
+    *DINOV3_HUB_NAMES,
 ]

@@ -130,6 +130,20 @@ class Dinov2Backbone(PretrainedMixin, FeatureBackbone):
         return to_hf(self.dinov2.state_dict())
 
 
+class DINOv3ViTBackbone(Dinov2Backbone):
+    """transformers' `DINOv3ViTBackbone` (the last stage always normalised); on a ConvNeXt checkpoint, the
+    stage maps of `DINOv3ConvNextBackbone`."""
+
+    config_class = HubConfig
+
+    def _hf_state_dict(self):
+        return (vit_to_hf if isinstance(self.config, DINOv3ViTConfig) else convnext_to_hf)(self.dinov2.state_dict())
+
+    @property
+    def hf_architecture(self) -> str:
+        return "DINOv3ViTBackbone" if isinstance(self.config, DINOv3ViTConfig) else "DINOv3ConvNextBackbone"
+
+
 def load_model(name_or_path, *model_args, **kwargs):
     """An eval-mode model from a Hugging Face id, a torch.hub name, an mmpretrain name, or a local file or
     folder in any supported layout (official, transformers, timm, mmpretrain). Checkpoints with a
@@ -191,7 +205,23 @@ class AutoModelForImageClassification(_Auto):
 
 
 class AutoBackbone(_Auto):
+    """transformers' `AutoBackbone`: `Dinov2Backbone`, or `DINOv3ViTBackbone` for a DINOv3 checkpoint."""
+
     model_class = Dinov2Backbone
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, torch_dtype=None, dtype=None, **kwargs):
+        def choose(found, options):
+            return Dinov2Backbone if isinstance(found.config, Dinov2Config) else DINOv3ViTBackbone
+
+        return load_pretrained(choose, "AutoBackbone.from_pretrained", pretrained_model_name_or_path, model_args, (),
+                               dtype=dtype if dtype is not None else torch_dtype, **kwargs)
+
+    @classmethod
+    def from_config(cls, config, **overrides):
+        if overrides:
+            config = config.replace(**overrides)
+        return (Dinov2Backbone if isinstance(config, Dinov2Config) else DINOv3ViTBackbone)(config)
 
 
 class AutoConfig:

@@ -66,20 +66,32 @@ def test_transformers_vit_large_ones(name, tmp_path, report):
 
 
 def test_transformers_backbone_and_round_trip(tmp_path):
-    """AutoBackbone-style feature maps, and save_pretrained → transformers loads the same numbers."""
+    """AutoBackbone's feature maps (transformers' DINOv3 backbones), and save_pretrained → transformers loads the
+    same numbers."""
     ref = hf_vit("s", {"num_hidden_layers": 4})
     ref.save_pretrained(tmp_path / "ref")
     ours = dinokit.AutoModel.from_pretrained(tmp_path / "ref")
     ours.save_pretrained(tmp_path / "ours")
     again = transformers.DINOv3ViTModel.from_pretrained(tmp_path / "ours").eval()
-    backbone = transformers.DINOv3ViTBackbone.from_pretrained(tmp_path / "ref", out_indices=[2, 4]).eval()
     x = torch.randn(1, 3, 224, 320)
     with torch.no_grad():
         assert max_diff(again(x).last_hidden_state, ours(x).last_hidden_state) <= TOL
-        maps = backbone(x).feature_maps
-        mine = ours.get_intermediate_layers(x, n=[1, 3], reshape=True, norm=True)
-    assert [m.shape for m in maps] == [m.shape for m in mine] == [(1, 384, 14, 20)] * 2
-    assert max(max_diff(a, b) for a, b in zip(maps, mine)) <= TOL
+    for kw in (dict(out_indices=[2, 4]), dict(out_indices=[1, 3], apply_layernorm=False),
+               dict(out_indices=[4], reshape_hidden_states=False)):
+        reference = transformers.DINOv3ViTBackbone.from_pretrained(tmp_path / "ref", **kw).eval()
+        backbone = dinokit.AutoBackbone.from_pretrained(tmp_path / "ref", **kw)
+        assert type(backbone).__name__ == "DINOv3ViTBackbone"
+        with torch.no_grad():
+            theirs, mine = reference(x).feature_maps, backbone(x).feature_maps
+        assert [m.shape for m in theirs] == [m.shape for m in mine]
+        assert max(max_diff(a, b) for a, b in zip(theirs, mine)) <= TOL, kw
+    convnext = perturb_(transformers.DINOv3ConvNextModel(transformers.DINOv3ConvNextConfig(depths=[1, 1, 1, 1])))
+    convnext.save_pretrained(tmp_path / "convnext")
+    reference = transformers.DINOv3ConvNextBackbone.from_pretrained(tmp_path / "convnext", out_indices=[1, 4]).eval()
+    backbone = dinokit.AutoBackbone.from_pretrained(tmp_path / "convnext", out_indices=[1, 4])
+    with torch.no_grad():
+        assert max(max_diff(a, b) for a, b in zip(reference(x).feature_maps, backbone(x).feature_maps)) <= TOL
+    assert backbone.channels == [96, 768]
 
 
 TIMM_VITS = {"vit_small_patch16_dinov3_qkvb": {}, "vit_small_plus_patch16_dinov3": {},

@@ -7,6 +7,8 @@ import torch
 from torch import nn
 
 from ..models.config import Dinov2Config
+from ..models.convnext import ConvNeXt
+from ..models.dinov3 import DINOv3VisionTransformer
 from ..models.factory import build_backbone
 from ..models.outputs import ModelOutput, wants_tuple
 
@@ -20,8 +22,9 @@ class BackboneOutput(ModelOutput):
 
 class FeatureBackbone(nn.Module):
     """Stages `stem, stage1 … stageN` (stem = the embeddings); `out_features`/`out_indices` pick them;
-    `apply_layernorm` normalises them; `reshape_hidden_states` gives (B, D, H/14, W/14) maps of the patch
-    tokens (CLS and registers dropped), else the token sequences."""
+    `apply_layernorm` normalises them; `reshape_hidden_states` gives (B, D, H/p, W/p) maps of the patch
+    tokens (CLS and registers dropped), else the token sequences. On a DINOv3 ConvNeXt, the stage maps
+    (stem = the input), as transformers' `DINOv3ConvNextBackbone`."""
 
     def __init__(self, config: Dinov2Config):
         super().__init__()
@@ -42,6 +45,8 @@ class FeatureBackbone(nn.Module):
 
     @property
     def channels(self) -> list[int]:
+        if isinstance(self.dinov2, ConvNeXt):
+            return [([self.config.num_channels] + self.config.hidden_sizes)[i] for i in self.out_indices]
         return [self.config.hidden_size] * len(self.out_indices)
 
     @property
@@ -57,42 +62,29 @@ class FeatureBackbone(nn.Module):
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         out = vit(pixel_values, output_hidden_states=True, output_attentions=output_attentions, return_dict=True)
-        B, _, H, W = pixel_values.shape
-        h, w = H // vit.patch_size, W // vit.patch_size
-        maps = []
-        for i in self.out_indices:
-            x = out.hidden_states[i]
-            if self.config.apply_layernorm:
-                x = vit.norm(x)
-            if self.config.reshape_hidden_states:
-                x = x[:, vit.num_prefix_tokens:].reshape(B, h, w, -1).permute(0, 3, 1, 2).contiguous()
-            maps.append(x)
+        if isinstance(vit, ConvNeXt):  # transformers' DINOv3ConvNextBackbone: the stage maps as they are
+            maps = [out.hidden_states[i] for i in self.out_indices]
+        else:
+            maps = [self._feature_map(out.hidden_states[i], i, pixel_values.shape) for i in self.out_indices]
         result = BackboneOutput(feature_maps=tuple(maps),
                                 hidden_states=out.hidden_states if output_hidden_states else None,
                                 attentions=out.attentions)
         return result.to_tuple() if wants_tuple(self.config, return_dict) else result
 
+    def _feature_map(self, x: torch.Tensor, index: int, shape) -> torch.Tensor:
+        """`apply_layernorm` normalises a stage; DINOv3's last stage is always normalised (transformers')."""
+        vit, (B, _, H, W) = self.dinov2, shape
+        if self.config.apply_layernorm or (isinstance(vit, DINOv3VisionTransformer) and index == len(self.stage_names) - 1):
+            x = vit.norm(x)
+        if self.config.reshape_hidden_states:
+            h, w = H // vit.patch_size, W // vit.patch_size
+            x = x[:, vit.num_prefix_tokens:].reshape(B, h, w, -1).permute(0, 3, 1, 2).contiguous()
+        elif isinstance(vit, DINOv3VisionTransformer):  # transformers' DINOv3 sequences hold the patches alone
+            x = x[:, vit.num_prefix_tokens:]
+        return x
+
     def forward_intermediates(self, x: torch.Tensor, indices: int | list[int] | None = None, norm: bool = False,
                               output_fmt: str = "NCHW", intermediates_only: bool = False,
                               return_prefix_tokens: bool = False):
-        """timm's vocabulary: block outputs (an int n: the last n blocks; a list: those blocks), as NCHW maps
-        or NLC tokens, optionally with the prefix (CLS, registers) tokens; plus the final normed tokens."""
-        vit = self.dinov2
-        depth = len(vit.blocks)
-        take = list(range(depth - indices, depth)) if isinstance(indices, int) else (
-            [i % depth for i in indices] if indices is not None else list(range(depth)))
-        B, _, H, W = x.shape
-        h, w = H // vit.patch_size, W // vit.patch_size
-        tokens, rope = vit.prepare_tokens(x), vit.rope_for((H, W))
-        intermediates = []
-        for i, blk in enumerate(vit.blocks):
-            tokens, _ = blk(tokens, rope=rope)
-            if i in take:
-                y = vit.norm(tokens) if norm else tokens
-                prefix, patches = y[:, :vit.num_prefix_tokens], y[:, vit.num_prefix_tokens:]
-                if output_fmt == "NCHW":
-                    patches = patches.reshape(B, h, w, -1).permute(0, 3, 1, 2).contiguous()
-                intermediates.append((patches, prefix) if return_prefix_tokens else patches)
-        if intermediates_only:
-            return intermediates
-        return vit.norm(tokens), intermediates
+        """timm's vocabulary (see the ViT's `forward_intermediates`)."""
+        return self.dinov2.forward_intermediates(x, indices, norm, output_fmt, intermediates_only, return_prefix_tokens)
