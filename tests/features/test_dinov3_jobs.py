@@ -81,3 +81,29 @@ def test_export_viz_and_what_does_not_apply(dinov3_models, photo_folder, tmp_pat
     assert refused.returncode != 0 and "has no attention maps" in refused.stderr
     refused = cli("embed", photo_folder, "-o", tmp_path / "e", "--model", dinov3_models["vit"], "--interpolate-mode", "hf")
     assert refused.returncode != 0 and "has none to interpolate" in refused.stderr and "Traceback" not in refused.stderr
+    second = sorted(photo_folder.iterdir())[1]
+    matched = cli("match", photo, second, "--model", dinov3_models["vit"], "-o", tmp_path / "match.png")
+    assert matched.returncode == 0 and "mutual nearest-neighbour matches" in matched.stdout, matched.stderr
+
+
+def test_segmentation_head_on_dinov3(dinov3_models, tmp_path):
+    from PIL import Image
+
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    for i in range(3):
+        mask = np.zeros((96, 128), np.uint8)
+        mask[10 + 10 * i:80, 20:100] = 1
+        Image.fromarray(np.where(mask[..., None] > 0, 220, 40).astype(np.uint8).repeat(3, axis=2)).save(
+            tmp_path / "images" / f"{i}.png")
+        Image.fromarray(mask).save(tmp_path / "masks" / f"{i}.png")
+    for name, model in dinov3_models.items():
+        trained = cli("train-seg", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "-o", tmp_path / name,
+                      "--model", model, "--epochs", "2", "--json")
+        assert trained.returncode == 0, trained.stderr
+        segmented = cli("segment", tmp_path / "images" / "0.png", "--head", tmp_path / name, "-o", tmp_path / f"{name}-out")
+        assert segmented.returncode == 0, segmented.stderr
+        assert Image.open(tmp_path / f"{name}-out" / "0_mask.png").size == (128, 96)
+    refused = cli("train-seg", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "-o", tmp_path / "four",
+                  "--model", dinov3_models["convnext"], "--layers", "4")
+    assert refused.returncode != 0 and "--layers 1" in refused.stderr and "Traceback" not in refused.stderr

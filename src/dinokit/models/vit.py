@@ -155,8 +155,9 @@ class VisionTransformerBase(nn.Module):
         }
 
     def get_intermediate_layers(self, x: torch.Tensor, n: int | list[int] = 1, reshape: bool = False,
-                                return_class_token: bool = False, norm: bool = True):
-        """Outputs of the last `n` blocks (or of the blocks listed in `n`), oldest first, as the official code."""
+                                return_class_token: bool = False, norm: bool = True, return_extra_tokens: bool = False):
+        """Outputs of the last `n` blocks (or of the blocks listed in `n`), oldest first, as the official code;
+        `return_extra_tokens` (DINOv3's official signature) adds the register tokens after the class token."""
         depth = len(self.blocks)
         if isinstance(n, int):
             if not 1 <= n <= depth:
@@ -179,13 +180,13 @@ class VisionTransformerBase(nn.Module):
         if norm:
             outputs = [self.norm(o) for o in outputs]
         class_tokens = [o[:, 0] for o in outputs]
+        extra_tokens = [o[:, 1:self.num_prefix_tokens] for o in outputs]
         outputs = [o[:, self.num_prefix_tokens:] for o in outputs]
         if reshape:
             h, w = H // self.patch_size, W // self.patch_size
             outputs = [o.reshape(B, h, w, -1).permute(0, 3, 1, 2).contiguous() for o in outputs]
-        if return_class_token:
-            return tuple(zip(outputs, class_tokens))
-        return tuple(outputs)
+        parts = [outputs] + ([class_tokens] if return_class_token else []) + ([extra_tokens] if return_extra_tokens else [])
+        return tuple(zip(*parts)) if len(parts) > 1 else tuple(outputs)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
