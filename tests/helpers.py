@@ -138,20 +138,23 @@ def clip_vocab() -> Path:
     return Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
 
 
-def save_dinotxt_folder(folder, *, width=128, heads=4, layers=2, seed=0, noise=0.05):
+def save_dinotxt_folder(folder, *, width=128, heads=4, layers=2, seed=0, noise=0.05, dinov3=False):
     """A random dino.txt at small size, written as the official files are laid out: the backbone checkpoint
     (ViT-S/14 reg4 here), `..._vision_head.pth` and `..._text_encoder.pth` in the official modules' key names,
-    and the vocabulary; the head count the shapes do not fix goes in dinotxt_config.json."""
+    and the vocabulary; the head count the shapes do not fix goes in dinotxt_config.json. `dinov3`: DINOv3's
+    layout instead (a 2-block DINOv3 ViT-S/16 backbone, one `..._vision_head_and_text_encoder-….pth`)."""
     import json
     import shutil
 
     from dinokit.models.config import preset_config
     from dinokit.models.dinotxt import DinoTxt, DinoTxtConfig
-    from dinokit.weights.dinotxt import dinokit_to_official
+    from dinokit.models.dinov3 import dinov3_vit_config
+    from dinokit.weights.dinotxt import dinokit_to_official, join_head_and_text
 
     torch.manual_seed(seed)
+    backbone = dinov3_vit_config("s", num_hidden_layers=2) if dinov3 else preset_config("s", registers=True)
     model = DinoTxt(DinoTxtConfig(embed_dim=768, text_width=width, text_heads=heads, text_layers=layers,
-                                  backbone=preset_config("s", registers=True)))
+                                  backbone=backbone))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * noise)
@@ -159,9 +162,14 @@ def save_dinotxt_folder(folder, *, width=128, heads=4, layers=2, seed=0, noise=0
     folder.mkdir(parents=True, exist_ok=True)
     name = "dinov2_vitl14_reg4_dinotxt_tet1280d20h24l"
     head, text = dinokit_to_official(model.state_dict())
-    torch.save(model.backbone.state_dict(), folder / "dinov2_vits14_reg4_pretrain.pth")
-    torch.save(head, folder / f"{name}_vision_head.pth")
-    torch.save(text, folder / f"{name}_text_encoder.pth")
+    if dinov3:
+        torch.save(model.backbone.state_dict(), folder / "dinov3_vits16_pretrain_lvd1689m-08c60483.pth")
+        torch.save({**join_head_and_text(head, text), "logit_scale": model.logit_scale.detach().clone()},
+                   folder / "dinov3_vitl16_dinotxt_vision_head_and_text_encoder-a442d8f5.pth")
+    else:
+        torch.save(model.backbone.state_dict(), folder / "dinov2_vits14_reg4_pretrain.pth")
+        torch.save(head, folder / f"{name}_vision_head.pth")
+        torch.save(text, folder / f"{name}_text_encoder.pth")
     shutil.copy(clip_vocab(), folder / "bpe_simple_vocab_16e6.txt.gz")
     (folder / "dinotxt_config.json").write_text(json.dumps({"text_heads": heads}))
     return folder, model.eval()

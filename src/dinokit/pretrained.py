@@ -17,7 +17,7 @@ from .models.dinotxt import DinoTxt, DinoTxtConfig
 from .models.dinov3 import DINOv3VisionTransformer, DINOv3ViTConfig
 from .models.vit import DinoVisionTransformer
 from .weights.checkpoint import load_converted, read_state_dict
-from .weights.dinotxt import dinotxt_files, read_dinotxt
+from .weights.dinotxt import HEAD_AND_TEXT, dinotxt_files, read_dinotxt
 from .weights.dinov3_formats import convnext_to_hf, vit_to_hf
 from .weights.formats import hf_base_prefix, to_hf
 from .weights.names import DINOTXT_NAMES, lookup
@@ -373,6 +373,9 @@ class DinoTxtModel(DinoTxt):
         sd, fields = read_dinotxt(files)
         fields.update(config_fields)
         if interpolate_mode is not None:
+            if not isinstance(fields["backbone"], Dinov2Config):
+                raise ValueError(f"interpolate_mode={interpolate_mode!r} applies to DINOv2's learned position "
+                                 "embeddings; this dino.txt runs on a DINOv3 backbone (RoPE), which has none")
             fields["backbone"].interpolate_mode = interpolate_mode
         with torch.device("meta"):
             model = cls(DinoTxtConfig(**fields))
@@ -401,4 +404,4 @@ def is_dinotxt(name_or_path) -> bool:
     if str(name_or_path) in DINOTXT_NAMES:
         return True
     folder = Path(name_or_path)
-    return folder.is_dir() and any(folder.glob("*_text_encoder.pth"))
+    return folder.is_dir() and (any(folder.glob("*_text_encoder.pth")) or any(folder.glob(f"*{HEAD_AND_TEXT}*.pth")))

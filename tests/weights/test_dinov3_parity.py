@@ -191,3 +191,48 @@ def test_official_code(entry, tmp_path, report):
             diff = max(diff, *(max_diff(a, b) for a, b in zip(p, q)))
     report(f"official {entry}: {diff:.1e}")
     assert diff <= TOL
+
+
+@pytest.mark.skipif(not os.environ.get("DINOKIT_DINOV3_REPO"),
+                    reason="set DINOKIT_DINOV3_REPO to a facebookresearch/dinov3 checkout to compare with the official code")
+def test_official_dinotxt(tmp_path, report):
+    """DINOv3's dino.txt as its hub entry point builds it (a ViT-S/16 backbone and a small text tower here), saved
+    as its files are laid out: the backbone checkpoint, one vision-head-and-text-encoder file, the vocabulary."""
+    import json
+    import math
+    import shutil
+
+    sys.path.insert(0, os.environ["DINOKIT_DINOV3_REPO"])
+    from dinov3.eval.text.dinotxt_model import DINOTxt, DINOTxtConfig
+    from dinov3.eval.text.text_transformer import TextTransformer
+    from dinov3.hub.backbones import dinov3_vits16
+
+    from dinokit.pretrained import DinoTxtModel
+    from tests.helpers import clip_vocab
+
+    config = DINOTxtConfig(
+        embed_dim=768, vision_model_freeze_backbone=True, vision_model_train_img_size=224,
+        vision_model_use_class_token=True, vision_model_use_patch_tokens=True, vision_model_num_head_blocks=2,
+        vision_model_head_blocks_drop_path=0.3, vision_model_use_linear_projection=False,
+        vision_model_patch_tokens_pooler_type="mean", vision_model_patch_token_layer=1, text_model_freeze_backbone=False,
+        text_model_num_head_blocks=0, text_model_head_blocks_is_causal=False, text_model_head_blocks_drop_prob=0.0,
+        text_model_tokens_pooler_type="argmax", text_model_use_linear_projection=True,
+        init_logit_scale=math.log(1 / 0.07), init_logit_bias=None, freeze_logit_scale=False)
+    text = TextTransformer(context_length=77, vocab_size=49408, dim=128, num_heads=4, num_layers=2, ffn_ratio=4,
+                           is_causal=True, ls_init_value=None, dropout_prob=0.0)
+    ref = DINOTxt(model_config=config, vision_backbone=dinov3_vits16(pretrained=False), text_backbone=text)
+    ref.init_weights()
+    perturb_(ref)
+    sd = ref.state_dict()
+    backbone = {k.removeprefix("visual_model.backbone."): v for k, v in sd.items() if k.startswith("visual_model.backbone.")}
+    torch.save(backbone, tmp_path / "dinov3_vits16_pretrain_lvd1689m-08c60483.pth")
+    torch.save({k: v for k, v in sd.items() if not k.startswith("visual_model.backbone.")},
+               tmp_path / "dinov3_vitl16_dinotxt_vision_head_and_text_encoder-a442d8f5.pth")
+    shutil.copy(clip_vocab(), tmp_path / "bpe_simple_vocab_16e6.txt.gz")
+    (tmp_path / "dinotxt_config.json").write_text(json.dumps({"text_heads": 4}))
+    ours = DinoTxtModel.from_pretrained(tmp_path)
+    x, ids = torch.randn(2, 3, 224, 224), ours.tokenize(["a photo of a cat", "a satellite image of a harbour"])
+    with torch.no_grad():
+        diff = max(max_diff(ref.encode_image(x), ours.encode_image(x)), max_diff(ref.encode_text(ids), ours.encode_text(ids)))
+    report(f"official DINOv3 dino.txt (image and text embeddings): {diff:.1e}")
+    assert diff <= TOL

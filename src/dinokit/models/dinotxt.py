@@ -1,4 +1,5 @@
-"""dino.txt ("DINOv2 Meets Text"): a text tower aligned with a frozen DINOv2 ViT-L/14 with registers.
+"""dino.txt ("DINOv2 Meets Text"): a text tower aligned with a frozen DINOv2 ViT-L/14 with registers (or, for
+DINOv3's dino.txt, a frozen DINOv3 ViT-L/16: the same heads on its tokens).
 
 Vision: the backbone's normalised last-layer tokens [CLS, registers, patches] → 2 blocks (split SwiGLU
 aligned to 64, LayerScale, no qkv bias, LayerNorm eps 1e-5) → LayerNorm; the image embedding is [head CLS,
@@ -15,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Dinov2Config, preset_config
+from .config import HubConfig, preset_config
+from .factory import build_backbone
 from .layers import Block
-from .vit import DinoVisionTransformer
 
 
 @dataclass
@@ -32,7 +33,7 @@ class DinoTxtConfig:
     text_layers: int = 24
     text_ffn_ratio: float = 4.0
     logit_scale: float = math.log(1 / 0.07)  # not in the released files: the official model keeps its initial value
-    backbone: Dinov2Config = field(default_factory=lambda: preset_config("l", registers=True))
+    backbone: HubConfig = field(default_factory=lambda: preset_config("l", registers=True))  # or DINOv3's ViT-L/16
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -90,7 +91,7 @@ class DinoTxt(nn.Module):
     def __init__(self, config: DinoTxtConfig | None = None):
         super().__init__()
         self.config = c = config or DinoTxtConfig()
-        self.backbone = DinoVisionTransformer(c.backbone)
+        self.backbone = build_backbone(c.backbone)
         dim = c.backbone.hidden_size
         self.vision_head = VisionHead(dim, c.backbone.num_attention_heads, c.vision_head_blocks, c.vision_head_align)
         self.text = TextTransformer(c)

@@ -3,6 +3,9 @@
 `..._vision_head.pth` is the official `VisionHead.state_dict()` (`block_list.N.*`, `ln_final.*`);
 `..._text_encoder.pth` is the official `TextTower.state_dict()` (`backbone.*` of the causal transformer,
 `head.linear_projection.weight`). The backbone is the ordinary ViT-L/14 reg4 checkpoint.
+DINOv3's dino.txt keeps both in one file, `DINOTxt.state_dict()` without its backbone:
+`visual_model.head.blocks.N.*`, `visual_model.head.ln_final.*`, `text_model.*` (the same text tower); its
+backbone is the ordinary DINOv3 ViT-L/16 checkpoint.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import torch
 
 from .checkpoint import CheckpointMismatchError
 from .download import url_files
-from .names import DINOTXT_NAMES, dinotxt_urls
+from .names import DINOTXT_NAMES, DINOV3_DINOTXT_NAME, dinotxt_urls
 
 _TEXT_BLOCK = {"attention_norm": "norm1", "attention": "attn", "ffn_norm": "norm2", "feed_forward": "mlp"}
 
@@ -60,6 +63,24 @@ def dinokit_to_official(sd: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     return head, text
 
 
+def split_head_and_text(sd: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """DINOv3's one file → (vision head, text encoder) in the layout of DINOv2's two files."""
+    head, text = {}, {}
+    for k, v in sd.items():
+        if k.startswith("visual_model.head."):
+            head[re.sub(r"^blocks\.", "block_list.", k.removeprefix("visual_model.head."))] = v
+        elif k.startswith("text_model.") or k == "logit_scale":
+            text[k.removeprefix("text_model.")] = v
+    return head, text
+
+
+def join_head_and_text(head: dict[str, torch.Tensor], text: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse: DINOv2-layout vision head and text encoder → DINOv3's one file."""
+    out = {"visual_model.head." + re.sub(r"^block_list\.", "blocks.", k): v for k, v in head.items()}
+    out.update({k if k == "logit_scale" else "text_model." + k: v for k, v in text.items()})
+    return out
+
+
 def config_from_shapes(text_sd: dict[str, torch.Tensor], head_sd: dict[str, torch.Tensor]) -> dict:
     """The DinoTxtConfig fields the files' shapes fix (head counts are not in the shapes: they come from the
     config, the released model's by default)."""
@@ -77,6 +98,7 @@ def config_from_shapes(text_sd: dict[str, torch.Tensor], head_sd: dict[str, torc
 
 
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
+HEAD_AND_TEXT = "_vision_head_and_text_encoder"  # DINOv3's one file for both
 CONFIG_FILE = "dinotxt_config.json"  # optional, beside local files: DinoTxtConfig fields the shapes do not fix
 
 
@@ -85,18 +107,26 @@ def dinotxt_files(name_or_folder, *, local_files_only: bool = False) -> dict[str
     (downloaded once; offline, every missing file is named with its URL and cache path), or a folder holding
     the official files (`*_vision_head.pth`, `*_text_encoder.pth`, the vocabulary, one backbone checkpoint)."""
     if str(name_or_folder) in DINOTXT_NAMES:
-        urls = dinotxt_urls()
-        return dict(zip(urls, url_files(list(urls.values()), local_files_only=local_files_only)))
+        name = DINOTXT_NAMES[0] if str(name_or_folder) == "dinotxt" else str(name_or_folder)
+        urls = dinotxt_urls(name)
+        return dict(zip(urls, url_files(list(urls.values()), local_files_only=local_files_only,
+                                        gated=name == DINOV3_DINOTXT_NAME)))
     folder = Path(name_or_folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a dino.txt name ({', '.join(DINOTXT_NAMES)}) or folder")
-    found = {"vision_head": sorted(folder.glob("*_vision_head.pth")), "text_encoder": sorted(folder.glob("*_text_encoder.pth")),
-             "vocab": [folder / VOCAB_FILE] if (folder / VOCAB_FILE).is_file() else []}
+    joined = sorted(folder.glob(f"*{HEAD_AND_TEXT}*.pth"))
+    found = {"vocab": [folder / VOCAB_FILE] if (folder / VOCAB_FILE).is_file() else []}
+    if joined:  # DINOv3's layout
+        found["head_and_text"] = joined
+        parts = (("head_and_text", f"*{HEAD_AND_TEXT}*.pth"),)
+    else:
+        found.update(vision_head=sorted(folder.glob("*_vision_head.pth")), text_encoder=sorted(folder.glob("*_text_encoder.pth")))
+        parts = (("vision_head", "*_vision_head.pth"), ("text_encoder", "*_text_encoder.pth"))
     taken = {f for files in found.values() for f in files}
     found["backbone"] = sorted(f for f in folder.iterdir() if f.suffix in (".pth", ".safetensors") and f not in taken)
     missing = [f"{kind} ({pattern})" for kind, pattern in (
-        ("backbone", "a ViT checkpoint, e.g. dinov2_vitl14_reg4_pretrain.pth"), ("vision_head", "*_vision_head.pth"),
-        ("text_encoder", "*_text_encoder.pth"), ("vocab", VOCAB_FILE)) if len(found[kind]) != 1]
+        ("backbone", "a ViT checkpoint, e.g. dinov2_vitl14_reg4_pretrain.pth"), *parts, ("vocab", VOCAB_FILE))
+        if len(found[kind]) != 1]
     if missing:
         raise FileNotFoundError(f"{folder} is not a dino.txt folder: it needs exactly one of each of "
                                 f"{', '.join(missing)}")
@@ -109,9 +139,12 @@ def read_dinotxt(files: dict[str, Path]) -> tuple[dict[str, torch.Tensor], dict]
     from .checkpoint import infer_config, read_checkpoint, read_state_dict
 
     backbone, _ = read_checkpoint(files["backbone"])
-    head, text = read_state_dict(files["vision_head"]), read_state_dict(files["text_encoder"])
+    if "head_and_text" in files:
+        head, text = split_head_and_text(read_state_dict(files["head_and_text"]))
+    else:
+        head, text = read_state_dict(files["vision_head"]), read_state_dict(files["text_encoder"])
     fields = {**config_from_shapes(text, head), "backbone": infer_config(backbone)}
-    extra = Path(files["text_encoder"]).parent / CONFIG_FILE
+    extra = Path(files["backbone"]).parent / CONFIG_FILE
     if extra.is_file():
         from ..io import read_json
 

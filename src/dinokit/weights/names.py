@@ -74,12 +74,19 @@ def _dinov3_sources() -> dict[str, ModelSource]:
 
 
 DINOTXT_NAME = "dinov2_vitl14_reg4_dinotxt_tet1280d20h24l"  # torch.hub's name of dino.txt
-DINOTXT_NAMES = (DINOTXT_NAME, "dinotxt")  # and its short alias
+DINOV3_DINOTXT_NAME = "dinov3_vitl16_dinotxt_tet1280d20h24l"  # dinov3's torch.hub name (gated files)
+DINOTXT_NAMES = (DINOTXT_NAME, "dinotxt", DINOV3_DINOTXT_NAME)  # with the DINOv2 one's short alias
 
 
-def dinotxt_urls() -> dict[str, str]:
-    """The four files dino.txt needs: the ViT-L/14 reg4 backbone, the vision head, the text encoder, the
-    BPE vocabulary."""
+def dinotxt_urls(name: str = DINOTXT_NAME) -> dict[str, str]:
+    """The files dino.txt needs: DINOv2's ViT-L/14 reg4 backbone, vision head, text encoder and the BPE
+    vocabulary; or DINOv3's ViT-L/16 backbone, one file holding the vision head and the text encoder, and
+    the vocabulary."""
+    if name == DINOV3_DINOTXT_NAME:
+        return {"backbone": dinov3_url("vitl16", "lvd1689m", "8aa4cbdd"),
+                "head_and_text": f"{DINOV3_BASE_URL}/dinov3_vitl16/dinov3_vitl16_dinotxt_vision_head_and_text_encoder"
+                                 "-a442d8f5.pth",
+                "vocab": f"{DINOV3_BASE_URL}/thirdparty/bpe_simple_vocab_16e6.txt.gz"}
     base = f"{OFFICIAL_BASE_URL}/dinov2_vitl14/{DINOTXT_NAME}"
     return {"backbone": official_url("l", True), "vision_head": f"{base}_vision_head.pth",
             "text_encoder": f"{base}_text_encoder.pth", "vocab": f"{OFFICIAL_BASE_URL}/thirdparty/bpe_simple_vocab_16e6.txt.gz"}
@@ -208,7 +215,8 @@ def catalogue() -> tuple[CatalogueEntry, ...]:
             for kind in ("linear", "ms"):
                 entries.append(CatalogueEntry(f"dinov2_vit{size}14_{dataset}_{kind}", "segmentation",
                                               (backbone, official_segmentation_head_url(size, dataset, kind))))
-    entries += [CatalogueEntry(name, "text", tuple(dinotxt_urls().values())) for name in DINOTXT_NAMES]
+    entries += [CatalogueEntry(name, "text", tuple(dinotxt_urls(name if name != "dinotxt" else DINOTXT_NAME).values()))
+                for name in DINOTXT_NAMES]
     return tuple(sorted(entries, key=lambda e: (KINDS.index(e.kind), e.name)))
 
 
