@@ -43,6 +43,25 @@ def test_embed_search_dedup_equal_the_model(family, dinov3_models, photo_folder,
     assert json.loads(found.stdout)[0]["hits"][0]["path"] == paths[0]
     dedup = cli("dedup", out, "--json")
     assert dedup.returncode == 0, dedup.stderr
+    _service_answers_as_embed(tmp_path / "index", paths[0], embeddings[0])
+
+
+def _service_answers_as_embed(index, path, row):
+    """`dinokit serve`'s model work on the index (its model and settings come from the index): the same
+    embedding as `embed` wrote, and the photo itself as the nearest neighbour."""
+    import asyncio
+    from pathlib import Path
+
+    from dinokit.serve.service import Service
+
+    service = Service(index=index)
+    service.start()
+    try:
+        vector = asyncio.run(service.embed([service.pixels(Path(path).read_bytes(), Path(path).name)]))
+    finally:
+        service.stop()
+    np.testing.assert_allclose(vector[0], row, atol=1e-4)
+    assert service.search(vector, 1)[0][0]["path"] == path
 
 
 def test_eval_knn_and_finetune_on_dinov3(dinov3_models, tmp_path):
