@@ -12,7 +12,7 @@ from torch import nn
 
 from .activations import activation
 from .config import HubConfig
-from .layers import DropPath
+from .layers import DropPath, reset_parameters
 from .outputs import BaseModelOutputWithPooling, wants_tuple
 
 
@@ -125,13 +125,7 @@ class ConvNeXt(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                nn.init.trunc_normal_(m.weight, std=self.config.initializer_range)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        reset_parameters(self, self.config.initializer_range, (nn.Linear, nn.Conv2d))
 
     @property
     def interpolate_mode(self) -> str:

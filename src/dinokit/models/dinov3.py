@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .config import HubConfig
-from .layers import Block, PatchEmbed
+from .layers import Block, reset_parameters
 from .rope import augment_coordinates, patch_coordinates, rope_sin_cos
 from .vit import VisionTransformerBase
 
@@ -86,12 +86,8 @@ class DINOv3VisionTransformer(VisionTransformerBase):
 
     def __init__(self, config: DINOv3ViTConfig):
         super().__init__()
-        self.config = config
+        self._patch_and_class_tokens(config)
         dim = config.hidden_size
-        self.patch_size = config.patch_size
-        self.num_register_tokens = config.num_register_tokens
-        self.patch_embed = PatchEmbed(config.patch_size, config.num_channels, dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         registers = config.num_register_tokens
         self.storage_tokens = nn.Parameter(torch.zeros(1, registers, dim)) if registers else None
         self.mask_token = nn.Parameter(torch.zeros(1, dim))
@@ -111,14 +107,7 @@ class DINOv3VisionTransformer(VisionTransformerBase):
         nn.init.trunc_normal_(self.cls_token, std=std)
         if self.storage_tokens is not None:
             nn.init.trunc_normal_(self.storage_tokens, std=std)
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
-                nn.init.trunc_normal_(m.weight, std=std)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        reset_parameters(self, std, (nn.Linear, nn.Conv2d))
 
     @property
     def register_tokens(self):

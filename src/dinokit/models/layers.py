@@ -182,3 +182,15 @@ class Block(nn.Module):
         cls = x[:, :1] + self.drop_path(self.ls1(self.attn(self.norm1(x), queries=1, rope=rope)[0]))
         return cls + self.drop_path(self.ls2(self.mlp(self.norm2(cls))))
 
+
+def reset_parameters(module: nn.Module, std: float, layers: tuple[type, ...] = (nn.Linear,)) -> None:
+    """transformers' initialisation of a DINO model: truncated-normal weights of `layers` (with zero biases),
+    LayerNorms to identity."""
+    for m in module.modules():
+        if isinstance(m, layers):
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .config import Dinov2Config
-from .layers import Block, PatchEmbed
+from .layers import Block, PatchEmbed, reset_parameters
 from .outputs import BaseModelOutputWithPooling, wants_tuple
 from .pos_embed import interpolate_patch_pos_embed, needs_interpolation
 
@@ -58,6 +58,14 @@ class VisionTransformerBase(nn.Module):
         H, W = pixel_values.shape[-2:]
         if H < self.patch_size or W < self.patch_size:
             raise ValueError(f"an image of {H}x{W} px is smaller than one {self.patch_size}-px patch")
+
+    def _patch_and_class_tokens(self, config) -> None:
+        """What every ViT starts with: its config, patch size, register count, patch embedding and CLS token."""
+        self.config = config
+        self.patch_size = config.patch_size
+        self.num_register_tokens = config.num_register_tokens
+        self.patch_embed = PatchEmbed(config.patch_size, config.num_channels, config.hidden_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
 
     def embed_patches(self, pixel_values: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
         """[B, h*w, D] patch tokens, masked ones replaced by the mask token (iBOT)."""
@@ -196,12 +204,8 @@ class DinoVisionTransformer(VisionTransformerBase):
 
     def __init__(self, config: Dinov2Config):
         super().__init__()
-        self.config = config
+        self._patch_and_class_tokens(config)
         dim = config.hidden_size
-        self.patch_size = config.patch_size
-        self.num_register_tokens = config.num_register_tokens
-        self.patch_embed = PatchEmbed(config.patch_size, config.num_channels, dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + config.grid_size**2, dim))
         self.register_tokens = (
             nn.Parameter(torch.zeros(1, config.num_register_tokens, dim)) if config.num_register_tokens else None
@@ -228,14 +232,7 @@ class DinoVisionTransformer(VisionTransformerBase):
         nn.init.normal_(self.cls_token, std=1e-6)
         if self.register_tokens is not None:
             nn.init.normal_(self.register_tokens, std=1e-6)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=std)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        reset_parameters(self, std)
 
     @property
     def interpolate_mode(self) -> str:
