@@ -115,6 +115,9 @@ def _timm_case(name, kwargs, tmp_path, report, sizes=SIZES):
             diffs = [max_diff(final, tokens.last_hidden_state)]
             for i, (patches, prefix) in enumerate(inter):
                 diffs.append(max_diff(torch.cat([prefix, patches], dim=1), tokens.hidden_states[i + 1]))
+            mine_final, mine = ours.forward_intermediates(x, indices=[0, 1], norm=True)  # timm's vocabulary, NCHW
+            theirs = ref.forward_intermediates(x, indices=[0, 1], norm=True, intermediates_only=True)
+            diffs += [max_diff(mine_final, final)] + [max_diff(a, b) for a, b in zip(mine, theirs)]
             worst[size] = max(diffs)
     report(f"timm {name}: " + ", ".join(f"{h}x{w} {d:.1e}" for (h, w), d in worst.items()))
     for size, diff in worst.items():

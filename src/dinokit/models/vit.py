@@ -196,6 +196,30 @@ class VisionTransformerBase(nn.Module):
         parts = [outputs] + ([class_tokens] if return_class_token else []) + ([extra_tokens] if return_extra_tokens else [])
         return tuple(zip(*parts)) if len(parts) > 1 else tuple(outputs)
 
+    def forward_intermediates(self, x: torch.Tensor, indices: int | list[int] | None = None, norm: bool = False,
+                              output_fmt: str = "NCHW", intermediates_only: bool = False,
+                              return_prefix_tokens: bool = False):
+        """timm's vocabulary: block outputs (an int n: the last n blocks; a list: those blocks), as NCHW maps
+        or NLC tokens, optionally with the prefix (CLS, registers) tokens; plus the final normed tokens."""
+        depth = len(self.blocks)
+        take = list(range(depth - indices, depth)) if isinstance(indices, int) else (
+            [i % depth for i in indices] if indices is not None else list(range(depth)))
+        B, _, H, W = x.shape
+        h, w = H // self.patch_size, W // self.patch_size
+        tokens, rope = self.prepare_tokens(x), self.rope_for((H, W))
+        intermediates = []
+        for i, blk in enumerate(self.blocks):
+            tokens, _ = blk(tokens, rope=rope)
+            if i in take:
+                y = self.norm(tokens) if norm else tokens
+                prefix, patches = y[:, :self.num_prefix_tokens], y[:, self.num_prefix_tokens:]
+                if output_fmt == "NCHW":
+                    patches = patches.reshape(B, h, w, -1).permute(0, 3, 1, 2).contiguous()
+                intermediates.append((patches, prefix) if return_prefix_tokens else patches)
+        if intermediates_only:
+            return intermediates
+        return self.norm(tokens), intermediates
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
