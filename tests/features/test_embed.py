@@ -114,6 +114,32 @@ def test_killed_job_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_dir
     assert max(np.abs(killed[p] - straight[p]).max() for p in straight) < 1e-5
 
 
+def test_flush_by_time_keeps_what_a_killed_job_finished(tmp_path, tiny_model_dir):
+    """The default shard (4096 images) is larger than the job: only the time limit writes shards. A kill after
+    the first keeps its rows, and the resumed job embeds each remaining image once and leaves those shards be."""
+    images = tmp_path / "many"
+    generated_images(images, 240)
+    args = ["embed", images, "--model", tiny_model_dir, "--batch-size", "4", "--num-workers", "0", "--flush-seconds", "0.3"]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "dinokit", *map(str, args), "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + HANG
+    while not list(out.glob("part-*.parquet")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = {f: f.read_bytes() for f in out.glob("part-*.parquet")}
+    partial = as_dict(out)
+    assert first and 0 < len(partial) < 240, "the job was not interrupted after its first flush"
+    resumed = cli(*args, "-o", out, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["skipped"] == len(partial) and summary["done"] == 240 - len(partial)
+    assert all(f.read_bytes() == data for f, data in first.items()), "a finished shard was rewritten"
+    whole = as_dict(out)  # asserts that no image is in two shards
+    assert len(whole) == 240 and all(np.array_equal(whole[p], v) for p, v in partial.items())
+
+
 def test_torchrun_two_processes_equal_one(photo_folder, tiny_model_dir, tmp_path):
     generated_images(photo_folder / "more", 9, seed=3)
     single = cli("embed", photo_folder, "-o", tmp_path / "one", "--model", tiny_model_dir, "--num-workers", "0")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import EXIT_OK, EXIT_PARTIAL
 from ..features.pooling import POOLINGS
-from .options import add_interpolate_mode, is_main_process, non_negative_int, positive_int
+from .options import add_interpolate_mode, is_main_process, non_negative_int, positive_float, positive_int
 
 
 def run(args) -> int:
@@ -13,7 +13,7 @@ def run(args) -> int:
     s = embed(args.inputs, args.output, args.model, pooling=args.pooling, normalize=args.normalize,
               image_size=args.image_size, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
               num_workers=args.num_workers, keep_patches=args.keep_patches, shard_size=args.shard_size,
-              interpolate_mode=args.interpolate_mode, backend=args.backend, retry_failed=args.retry_failed,
+              flush_seconds=args.flush_seconds,               interpolate_mode=args.interpolate_mode, backend=args.backend, retry_failed=args.retry_failed,
               progress=not args.json)
     status = EXIT_PARTIAL if s.failed or s.failed_before else EXIT_OK  # 3 while any image remains failed
     if not is_main_process():
@@ -53,6 +53,9 @@ def register(sub) -> None:
     p.add_argument("--num-workers", type=non_negative_int, help="image decoding processes (default: min(4, cores))")
     p.add_argument("--keep-patches", action="store_true", help="also store the patch tokens (float16)")
     p.add_argument("--shard-size", type=positive_int, help="images per shard (default 4096; 128 with --keep-patches)")
+    p.add_argument("--flush-seconds", type=positive_float, default=60.0,
+                   help="also write a shard once its first image waited this long (default 60): a killed job keeps "
+                        "all but the last minute's work")
     add_interpolate_mode(p)
     p.add_argument("--backend", default="eager",
                    help="eager (default, exact); opt-in: compile, onnxruntime (exact), onnxruntime-int8 and int8 "

@@ -26,6 +26,20 @@ positive_int = _int_at_least(1)  # counts and sizes: -k, --batch-size, --shard-s
 non_negative_int = _int_at_least(0)  # --num-workers, --augment, --short-side (0: off)
 
 
+def positive_float(text: str) -> float:
+    """Durations and rates: --flush-seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+positive_float.__name__ = "float"
+
+
 def report_unusable(count: int, example: str) -> None:
     """The line index, dedup and curate print when they left out embeddings no similarity can use."""
     if count:

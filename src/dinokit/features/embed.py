@@ -95,6 +95,7 @@ class EmbedOptions:
     num_workers: int | None = None
     keep_patches: bool = False
     shard_size: int | None = None
+    flush_seconds: float = 60.0  # a shard is also written once this much work is waiting (a kill loses at most that)
     interpolate_mode: str | None = None
     backend: str = "eager"
     retry_failed: bool = False  # try again the images an earlier run could not use
@@ -114,6 +115,8 @@ class EmbedOptions:
             if any(fixed.values()):
                 raise UsageError(f"{self.model} embeds an image as dino.txt's image embedding ([CLS, mean of patches] of "
                                  f"its vision head, eager): {', '.join(k for k, v in fixed.items() if v)} does not apply")
+        if not self.flush_seconds > 0:
+            raise UsageError(f"--flush-seconds must be positive, got {self.flush_seconds}")
         if self.pooling not in POOLINGS:
             raise UsageError(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.dtype not in DTYPES:
@@ -227,13 +230,14 @@ def _input_paths(inputs) -> tuple[list[str], list[tuple[str, str]]]:
 
 class _ShardSink:
     """Takes each batch of the loop: counts it in the summary, keeps its embeddings (and failures) until a
-    shard's worth is waiting, then writes them — the shard first, then the failures, so that a kill in
-    between only retries the failed images."""
+    shard's worth is waiting or the oldest waited `flush_seconds`, then writes them — the shard first, then
+    the failures, so that a kill in between only retries the failed images."""
 
     def __init__(self, writer: ShardWriter, options: EmbedOptions, prefix: int, summary: EmbedSummary, bar):
         self.writer, self.options, self.prefix, self.summary, self.bar = writer, options, prefix, summary, bar
         self.shard_size = options.shard_size or (128 if options.keep_patches else 4096)
         self.paths, self.embeddings, self.patches, self.failures = [], [], [], []
+        self.since = time.monotonic()
 
     def __call__(self, batch, tokens) -> None:
         o = self.options
@@ -247,7 +251,8 @@ class _ShardSink:
         self.summary.done += len(batch.paths)
         self.summary.failed += len(batch.failures)
         self.bar.update(len(batch.paths) + len(batch.failures))
-        if len(self.paths) + len(self.failures) >= self.shard_size:
+        if len(self.paths) + len(self.failures) >= self.shard_size or \
+                time.monotonic() - self.since >= self.options.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
@@ -256,6 +261,7 @@ class _ShardSink:
                               np.concatenate(self.patches) if self.options.keep_patches else None)
         self.writer.record_failures(self.failures)
         self.paths, self.embeddings, self.patches, self.failures = [], [], [], []
+        self.since = time.monotonic()
 
 
 def load_embedder(options: EmbedOptions):
