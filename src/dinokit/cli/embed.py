@@ -13,7 +13,9 @@ def run(args) -> int:
     s = embed(args.inputs, args.output, args.model, pooling=args.pooling, normalize=args.normalize,
               image_size=args.image_size, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
               num_workers=args.num_workers, keep_patches=args.keep_patches, shard_size=args.shard_size,
-              flush_seconds=args.flush_seconds,               interpolate_mode=args.interpolate_mode, backend=args.backend, retry_failed=args.retry_failed,
+              flush_seconds=args.flush_seconds, engine=args.engine, ray_address=args.address, ray_actors=args.actors,
+              ray_gpus_per_actor=args.gpus_per_actor, ray_cpus_per_actor=args.cpus_per_actor,
+              interpolate_mode=args.interpolate_mode, backend=args.backend, retry_failed=args.retry_failed,
               progress=not args.json)
     status = EXIT_PARTIAL if s.failed or s.failed_before else EXIT_OK  # 3 while any image remains failed
     if not is_main_process():
@@ -37,6 +39,20 @@ def run(args) -> int:
     return status
 
 
+def actor_range(text: str) -> tuple[int, int]:
+    """N or MIN:MAX."""
+    import argparse
+
+    try:
+        low, _, high = text.partition(":")
+        low, high = int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX, got {text!r}") from None
+    if not 1 <= low <= high:
+        raise argparse.ArgumentTypeError(f"expected 1 <= MIN <= MAX, got {text!r}")
+    return low, high
+
+
 def register(sub) -> None:
     p = sub.add_parser("embed", help="embed images (folders, files of paths, images) into a Parquet dataset")
     p.add_argument("inputs", nargs="+", help="folders (recursive), text files with one path per line, or images")
@@ -56,6 +72,15 @@ def register(sub) -> None:
     p.add_argument("--flush-seconds", type=positive_float, default=60.0,
                    help="also write a shard once its first image waited this long (default 60): a killed job keeps "
                         "all but the last minute's work")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default: this process, or each torchrun rank) or ray (Ray Data on a local Ray or the "
+                        "cluster of --address; pip install 'dinokit[ray]')")
+    p.add_argument("--address", help="--engine ray: the cluster (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--actors", type=actor_range,
+                   help="--engine ray: model actors, N or MIN:MAX to autoscale (default 1 to one per GPU, or per 4 CPUs)")
+    p.add_argument("--gpus-per-actor", type=float,
+                   help="--engine ray: GPUs per model actor (default 1 when the cluster has GPUs)")
+    p.add_argument("--cpus-per-actor", type=positive_int, default=1, help="--engine ray: CPUs (torch threads) per model actor")
     add_interpolate_mode(p)
     p.add_argument("--backend", default="eager",
                    help="eager (default, exact); opt-in: compile, onnxruntime (exact), onnxruntime-int8 and int8 "

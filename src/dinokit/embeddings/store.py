@@ -3,6 +3,8 @@
 OUT/part-r{rank}-{seq}.parquet   one shard per N images (columns path, embedding[, patch_tokens])
 OUT/_failures-r{rank}.jsonl      images that could not be used (ignored by Parquet readers: leading "_")
 OUT/.lock-r{rank}                the writer's lock (one writer per rank at a time)
+OUT/part-s{id}.parquet           the Ray engine's shards, by the stable ids of OUT/_shards.json
+OUT/_failures-s{id}.jsonl        the images of shard {id} that could not be used (written before the shard)
 Temporary files start with "." so readers never see a half-written shard.
 """
 from __future__ import annotations
@@ -24,6 +26,27 @@ from ..errors import InputFileError, OutputBusyError, first_line
 from ..io import atomic_write
 
 SHARD_RE = re.compile(r"part-r(\d+)-(\d+)\.parquet$")
+SHARD_FILE_RE = re.compile(r"part-(r\d+-\d+|s\d+)\.parquet$")  # a rank's numbered shard, or a shard by its id
+
+
+def write_shard(final: Path, metadata: dict[str, str], paths: list[str], embeddings: np.ndarray,
+                patch_tokens: np.ndarray | None = None) -> Path:
+    """One shard as Parquet, written atomically and synced: readers see the whole shard or none of it."""
+    columns = {
+        "path": pa.array(paths, pa.string()),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(embeddings.astype(np.float32).ravel()), embeddings.shape[1]),
+    }
+    if patch_tokens is not None:
+        flat = patch_tokens.reshape(len(paths), -1)
+        columns["patch_tokens"] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
+    table = pa.table(columns).replace_schema_metadata({k: str(v) for k, v in metadata.items()})
+    with atomic_write(final, fsync=True) as tmp:
+        pq.write_table(table, tmp)
+    return final
+
+
+def failure_lines(failures: list[tuple[str, str]]) -> str:
+    return "".join(json.dumps({"path": p, "reason": r}) + "\n" for p, r in failures)
 
 
 class ShardWriter:
@@ -36,18 +59,8 @@ class ShardWriter:
         self.failures_path = self.folder / f"_failures-r{rank:03d}.jsonl"
 
     def write(self, paths: list[str], embeddings: np.ndarray, patch_tokens: np.ndarray | None = None) -> Path:
-        columns = {
-            "path": pa.array(paths, pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(
-                pa.array(embeddings.astype(np.float32).ravel()), embeddings.shape[1]),
-        }
-        if patch_tokens is not None:
-            flat = patch_tokens.reshape(len(paths), -1)
-            columns["patch_tokens"] = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])
-        table = pa.table(columns).replace_schema_metadata({k: str(v) for k, v in self.metadata.items()})
-        final = self.folder / f"part-r{self.rank:03d}-{self.next_seq:06d}.parquet"
-        with atomic_write(final, fsync=True) as tmp:  # readers see the whole shard or none of it
-            pq.write_table(table, tmp)
+        final = write_shard(self.folder / f"part-r{self.rank:03d}-{self.next_seq:06d}.parquet", self.metadata, paths,
+                            embeddings, patch_tokens)
         self.next_seq += 1
         return final
 
@@ -55,14 +68,14 @@ class ShardWriter:
         if not failures:
             return
         with open(self.failures_path, "a") as f:
-            f.write("".join(json.dumps({"path": p, "reason": r}) + "\n" for p, r in failures))
+            f.write(failure_lines(failures))
             f.flush()
             os.fsync(f.fileno())
 
 
 def shard_files(folder: Path) -> list[Path]:
     folder = Path(folder)
-    return sorted(f for f in folder.glob("part-r*.parquet") if SHARD_RE.search(f.name)) if folder.is_dir() else []
+    return sorted(f for f in folder.glob("part-*.parquet") if SHARD_FILE_RE.search(f.name)) if folder.is_dir() else []
 
 
 def read_metadata(folder: Path) -> dict[str, str] | None:
@@ -120,7 +133,7 @@ def exclusive_output(folder: Path, rank: int = 0) -> Iterator[None]:
 
 def read_failures(folder: Path) -> list[tuple[str, str]]:
     out = []
-    for f in sorted(Path(folder).glob("_failures-r*.jsonl")) if Path(folder).is_dir() else []:
+    for f in sorted(Path(folder).glob("_failures-[rs]*.jsonl")) if Path(folder).is_dir() else []:
         for line in f.read_text().splitlines():
             try:
                 rec = json.loads(line)

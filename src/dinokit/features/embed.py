@@ -36,6 +36,7 @@ from ..weights.pretrained import model_family
 from .pooling import POOLINGS, pool
 
 DINOTXT_EMBEDDING = "dino.txt image embedding ([vision-head CLS, mean of vision-head patches]; search it with text)"
+ENGINES = ("local", "ray")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 
@@ -99,6 +100,11 @@ class EmbedOptions:
     interpolate_mode: str | None = None
     backend: str = "eager"
     retry_failed: bool = False  # try again the images an earlier run could not use
+    engine: str = "local"  # local (this process, or each torchrun rank) or ray (Ray Data: features/ray_engine.py)
+    ray_address: str | None = None  # a Ray cluster (default: RAY_ADDRESS, else a local Ray)
+    ray_actors: tuple[int, int] | None = None  # (min, max) model actors (default: one per GPU, or per 4 CPUs)
+    ray_gpus_per_actor: float | None = None  # default: 1 when the cluster has GPUs
+    ray_cpus_per_actor: int = 1  # a model actor's CPUs (its torch threads)
 
     @property
     def torch_device(self) -> torch.device:
@@ -117,6 +123,12 @@ class EmbedOptions:
                                  f"its vision head, eager): {', '.join(k for k, v in fixed.items() if v)} does not apply")
         if not self.flush_seconds > 0:
             raise UsageError(f"--flush-seconds must be positive, got {self.flush_seconds}")
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "ray" and rank_and_world()[1] > 1:
+            raise UsageError("--engine ray schedules the whole job itself: start it once, not under torchrun")
+        if self.ray_actors and not 1 <= self.ray_actors[0] <= self.ray_actors[1]:
+            raise UsageError(f"--actors must be MIN[:MAX] with 1 <= MIN <= MAX, got {self.ray_actors}")
         if self.pooling not in POOLINGS:
             raise UsageError(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.dtype not in DTYPES:
@@ -186,7 +198,11 @@ def embed_with(inputs, output: str | os.PathLike, options: EmbedOptions, *, prog
             writer.record_failures(problems)
             summary.failures.extend(problems)
             summary.failed += len(problems)
-        if mine:
+        if mine and options.engine == "ray":
+            from .ray_engine import embed_on_ray
+
+            embed_on_ray(mine, out, options, processor, crop, metadata, summary, progress=progress)
+        elif mine:
             _embed_paths(net, mine, processor, crop, options, writer, summary, progress=progress and rank == 0,
                          world=world)
     summary = _gather(summary, world)
