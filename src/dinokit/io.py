@@ -5,6 +5,7 @@ import glob
 import os
 import secrets
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,3 +111,17 @@ def read_yaml(path: str | os.PathLike):
         raise InputFileError(path, f"not valid YAML{line}: {getattr(e, 'problem', None) or e}") from None
     except UnicodeDecodeError:
         raise InputFileError(path, "not a text file") from None
+
+
+@contextmanager
+def c_stdout_to_stderr() -> Iterator[None]:
+    """What C++ code prints on stdout goes to stderr meanwhile (FAISS reports its on-disk files so; stdout
+    holds the commands' --json)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -12,7 +12,7 @@ _EXPORTS = {  # module → the names it gives the package, imported on first use
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 # an index folder's kinds and files, here so that the command line reads them without pyarrow or FAISS
-INDEX_KINDS = ("auto", "flat", "ivf")
+INDEX_KINDS = ("auto", "flat", "ivf", "ivfpq")
 INDEX_FILE, PATHS_FILE, META_FILE = "index.faiss", "paths.parquet", "meta.json"
 
 __all__ = ["INDEX_KINDS", "EmbeddingIndex", "Hit", "build_index", "build_faiss_index", "normalized", "knn", "components",

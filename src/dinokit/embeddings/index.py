@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputFileError, first_line
-from ..io import publish_folder, read_json
+from ..io import c_stdout_to_stderr, publish_folder, read_json
 from . import INDEX_FILE, INDEX_KINDS, META_FILE, PATHS_FILE
 from .store import drop_unusable, read_embeddings
 
@@ -53,10 +53,15 @@ def build_faiss_index(vectors: np.ndarray, kind: str = "auto", nlist: int | None
     return index
 
 
-def build_index(embeddings, output, kind: str = "auto") -> dict:
+def build_index(embeddings, output, kind: str = "auto", **ivfpq) -> dict:
     """`dinokit index`: an embeddings folder/file → an index folder, published as one unit (a kill leaves
     the old index or the new one). Rows whose embedding is NaN or all zeros are left out and counted in
-    the returned meta (`unusable`). Returns meta."""
+    the returned meta (`unusable`). Returns meta. kind "ivfpq": larger than memory, built file by file
+    (`ivfpq.build_ivfpq_index`, whose keywords `ivfpq` are)."""
+    if kind == "ivfpq":
+        from .ivfpq import build_ivfpq_index
+
+        return build_ivfpq_index(embeddings, output, **ivfpq)
     paths, vectors, meta = read_embeddings(embeddings)
     total = len(paths)
     paths, vectors, unusable, _ = drop_unusable(paths, vectors)
@@ -83,14 +88,17 @@ class Hit:
 
 class EmbeddingIndex:
     """An index folder, checked when opened: its three files are present, readable and agree (as many
-    paths as vectors), or an `InputFileError` says which is not."""
+    paths as vectors), or an `InputFileError` says which is not. An IVF-PQ index's inverted lists stay on
+    disk, memory-mapped; `nprobe` (lists visited per query) trades speed for recall, default the build's."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, nprobe: int | None = None):
         folder = Path(folder)
         if not (folder / INDEX_FILE).is_file():
             raise FileNotFoundError(f"{folder} is not a dinokit index (no {INDEX_FILE}); build one with `dinokit index`")
         try:
-            self.index = _faiss().read_index(str(folder / INDEX_FILE))
+            faiss = _faiss()
+            with c_stdout_to_stderr():  # FAISS names the memory-mapped lists it opens
+                self.index = faiss.read_index(str(folder / INDEX_FILE), faiss.IO_FLAG_ONDISK_SAME_DIR)
         except RuntimeError as e:  # FAISS reports every unreadable file so
             raise InputFileError(folder / INDEX_FILE, f"FAISS cannot read it ({str(e).strip().splitlines()[-1]})") from None
         try:
@@ -98,7 +106,13 @@ class EmbeddingIndex:
         except (OSError, pa.ArrowException, KeyError) as e:
             raise InputFileError(folder / PATHS_FILE, f"not the index's path list ({first_line(e)})") from None
         self.meta = read_json(folder / META_FILE) if (folder / META_FILE).is_file() else {}
-        if self.index.ntotal != len(self.paths):
+        ivf = _faiss().try_extract_index_ivf(self.index)
+        if ivf is not None and (nprobe or self.meta.get("nprobe")):
+            ivf.nprobe = min(nprobe or self.meta["nprobe"], ivf.nlist)
+        # an IVF-PQ index holds every row but the unusable ones; its paths are every row
+        ivfpq = self.meta.get("kind") == "ivfpq"
+        vectors, rows = (self.meta.get("count"), self.meta.get("rows")) if ivfpq else (len(self.paths),) * 2
+        if self.index.ntotal != vectors or len(self.paths) != rows:
             raise InputFileError(folder, f"{INDEX_FILE} holds {self.index.ntotal} vectors but {PATHS_FILE} "
                                  f"{len(self.paths)} paths; rebuild it with `dinokit index`")
 

@@ -38,12 +38,13 @@ def embed_texts(texts: list[str], model, *, device="cpu") -> np.ndarray:
         return net.encode_texts(texts, normalize=True).float().cpu().numpy()
 
 
-def search(query=None, index=None, k: int = 10, *, text: str | list[str] | None = None, device="cpu") -> list[list[Hit]]:
+def search(query=None, index=None, k: int = 10, *, text: str | list[str] | None = None, device="cpu",
+           nprobe: int | None = None) -> list[list[Hit]]:
     """Nearest images of each query: image paths, a text file of paths, a folder, an array of embeddings, or
-    `text=` (one string or several) for an index made with dino.txt."""
+    `text=` (one string or several) for an index made with dino.txt. `nprobe`: the lists an IVF index visits."""
     if index is None:
         raise TypeError("search() needs index=: an index folder (`dinokit index`) or an EmbeddingIndex")
-    index = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex(index)
+    index = index if isinstance(index, EmbeddingIndex) else EmbeddingIndex(index, nprobe=nprobe)
     if (query is None) == (text is None):
         raise TypeError("search() takes a query (images or embeddings) or text=, not both")
     if text is not None:
