@@ -31,6 +31,40 @@ def gather_rows(local, n: int, per: int):
     return torch.cat(parts).numpy()[:n]
 
 
+def gather_varying(local):
+    """Every process's numpy rows, of any count, concatenated in rank order on every process (a no-op for one)."""
+    import numpy as np
+
+    if rank_and_world()[1] == 1:
+        return local
+    import torch
+
+    dist = ensure_process_group()
+    world = dist.get_world_size()
+    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([len(local)]))
+    sizes = [int(t) for t in sizes]
+    tensor = torch.from_numpy(np.ascontiguousarray(local))
+    padded = torch.zeros((max(sizes), *tensor.shape[1:]), dtype=tensor.dtype)
+    padded[: len(local)] = tensor
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:n] for part, n in zip(parts, sizes)]).numpy()
+
+
+def sum_over_processes(value):
+    """A number (or numpy array) summed over the processes (a no-op for one)."""
+    if rank_and_world()[1] == 1:
+        return value
+    import numpy as np
+    import torch
+
+    tensor = torch.from_numpy(np.atleast_1d(np.asarray(value)).copy())
+    ensure_process_group().all_reduce(tensor)
+    out = tensor.numpy()
+    return out.item() if np.ndim(value) == 0 else out
+
+
 def ensure_process_group():
     """The default process group (gloo: collectives on CPU tensors work for every device)."""
     import torch.distributed as dist

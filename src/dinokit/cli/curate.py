@@ -7,7 +7,7 @@ import os
 from ..curate import KEEP, MODES, STRATEGIES
 from ..embeddings import INDEX_KINDS
 from ..errors import EXIT_OK
-from .options import positive_int, report_unusable
+from .options import is_main_process, positive_int, report_unusable
 
 
 def run(args) -> int:
@@ -27,6 +27,8 @@ def run(args) -> int:
         return EXIT_OK
     options = {k: v for k, v in vars(args).items() if k in curate.step_settings(args.step) and v is not None}
     s = curate.run_step(args.step, args.embeddings, args.output, progress=not args.json, **options)
+    if not is_main_process():
+        return EXIT_OK
     _print_unusable(s, args.json)
     if args.json:
         print(json.dumps(s, indent=2, default=str))
@@ -65,7 +67,10 @@ def register(sub) -> None:
         if name in ("dedup", "decontaminate"):
             q.add_argument("--threshold", type=float, help="cosine similarity of a near-duplicate (default 0.95)")
         if name != "balance":
-            q.add_argument("--index", choices=INDEX_KINDS, help="FAISS index (auto: exact below 10⁴ vectors or 10¹⁰ pairs)")
+            q.add_argument("--index", help=f"FAISS index: {', '.join(INDEX_KINDS[:3])} (auto: exact below 10⁴ vectors or 10¹⁰ "
+                                           "pairs), or the folder of an index of the same embeddings (`dinokit index "
+                                           "--kind ivfpq`, searched on disk)")
+    cu.choices["dedup"].add_argument("--nprobe", type=positive_int, help="with an index folder: lists visited per query")
     cu.choices["dedup"].add_argument("--k", type=positive_int, help="neighbours per image in the duplicate graph (64)")
     cu.choices["dedup"].add_argument("--keep", choices=KEEP,
                                      help="which image of a group stays: the most pixels (default), the one nearest "

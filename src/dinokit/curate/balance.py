@@ -3,10 +3,14 @@ hierarchical k-means finds the concepts of the pool at several scales, then a ta
 sampled evenly across the hierarchy, top-down, so that frequent concepts stop drowning rare ones."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from ..distributed import gather_varying, rank_and_world, sum_over_processes
+from ..io import atomic_write
 from . import STRATEGIES
-from .kmeans import kmeans
+from .kmeans import assign, kmeans
 from .pool import Pool
 from .result import StepResult
 
@@ -20,14 +24,28 @@ def auto_levels(n: int) -> list[int]:
 
 
 def hierarchical_kmeans(vectors: np.ndarray, levels: list[int], *, iterations: int = 20, seed: int = 0,
-                        progress: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+                        progress: bool = False, rows: np.ndarray | None = None, total: int | None = None,
+                        checkpoint: Path | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """(labels [N, L], centroids per level): column 0 the finest cluster of each point; level l + 1 clusters
-    the centroids of level l, and a point belongs to the parent of its cluster."""
+    the centroids of level l, and a point belongs to the parent of its cluster. `rows`/`total`: `vectors` are
+    this process's rows of a pool split across processes (`kmeans`); labels are of the local rows.
+    `checkpoint`: a folder where each finished level's centroids are kept, so that a rerun after a kill
+    assigns the points to them instead of training the level again."""
     labels = np.zeros((len(vectors), len(levels)), dtype=np.int64)
     points, all_centroids = vectors, []
     for level, k in enumerate(levels):
-        centroids, assignment = kmeans(points, k, iterations=iterations, seed=seed + level, progress=progress,
-                                       desc=f"k-means level {level + 1} ({k})")
+        saved = checkpoint / f"level-{level + 1}.npy" if checkpoint else None
+        local = {"rows": rows, "total": total} if level == 0 else {}
+        if saved is not None and saved.is_file():
+            centroids = np.load(saved)
+            assignment = assign(points, centroids)[1] if len(points) else np.zeros(0, np.int64)
+        else:
+            centroids, assignment = kmeans(points, k, iterations=iterations, seed=seed + level, progress=progress,
+                                           desc=f"k-means level {level + 1} ({k})", **local)
+            if saved is not None and rank_and_world()[0] == 0:
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_write(saved) as tmp, open(tmp, "wb") as f:
+                    np.save(f, centroids)
         labels[:, level] = assignment if level == 0 else assignment[labels[:, level - 1]]
         all_centroids.append(centroids)
         points = centroids
@@ -80,19 +98,30 @@ def entropy(labels: np.ndarray) -> float:
 
 
 def balance(pool: Pool, target: int, *, levels: list[int] | None = None, strategy: str = "random",
-            iterations: int = 20, seed: int = 0, progress: bool = False) -> StepResult:
+            iterations: int = 20, seed: int = 0, progress: bool = False, checkpoint: Path | None = None) -> StepResult:
     """Kept rows gain cluster_l1 … cluster_lL (fine to coarse). The summary holds the finest-level cluster
-    sizes before and after, and their entropies (higher: more even)."""
-    levels = [min(k, len(pool)) for k in (levels or auto_levels(len(pool)))]
-    labels, centroids = hierarchical_kmeans(pool.vectors, levels, iterations=iterations, seed=seed, progress=progress)
-    distances = ((pool.vectors - centroids[0][labels[:, 0]]) ** 2).sum(1)
-    rows = balanced_sample(labels, target, strategy=strategy, distances=distances, seed=seed)
-    kept = pool.take(rows).with_columns(**{f"cluster_l{i + 1}": labels[rows, i] for i in range(len(levels))})
+    sizes before and after, and their entropies (higher: more even). A sharded pool (torchrun): each process
+    clusters its rows (`hierarchical_kmeans`); the labels (8 bytes per image and level) are gathered, every
+    process draws the same sample, and each keeps its own rows of it — the one-process selection."""
+    size = int(sum_over_processes(len(pool))) if pool.sharded else len(pool)
+    levels = [min(k, size) for k in (levels or auto_levels(size))]
+    offset = int(gather_varying(np.array([len(pool)]))[: rank_and_world()[0]].sum()) if pool.sharded else 0
+    # k-means samples by position among the usable rows, so that the split (and the unusable rows) changes nothing
+    shard = {"rows": offset + np.arange(len(pool)), "total": size} if pool.sharded else {}
+    local, centroids = hierarchical_kmeans(pool.vectors, levels, iterations=iterations, seed=seed, progress=progress,
+                                           checkpoint=checkpoint, **shard)
+    local_distances = np.concatenate([((pool.vectors[i:i + 65_536] - centroids[0][local[i:i + 65_536, 0]]) ** 2).sum(1)
+                                      for i in range(0, len(pool), 65_536)] or [np.zeros(0, np.float32)])
+    labels, distances = (gather_varying(local), gather_varying(local_distances)) if pool.sharded else (local, local_distances)
+    chosen = balanced_sample(labels, target, strategy=strategy, distances=distances, seed=seed)
+    mine = chosen[(chosen >= offset) & (chosen < offset + len(pool))] - offset
+    kept = pool.take(mine).with_columns(**{f"cluster_l{i + 1}": local[mine, i] for i in range(len(levels))})
+    rows = chosen
     before = np.bincount(labels[:, 0], minlength=levels[0])
     after = np.bincount(labels[rows, 0], minlength=levels[0])
     return StepResult(kept, None, {
-        "step": "balance", "target": target, "levels": levels, "strategy": strategy, "input": len(pool),
-        "kept": len(kept), "removed": len(pool) - len(kept),
+        "step": "balance", "target": target, "levels": levels, "strategy": strategy, "input": size,
+        "kept": len(rows), "removed": size - len(rows),
         "entropy_before": round(entropy(labels[:, 0]), 4), "entropy_after": round(entropy(labels[rows, 0]), 4),
         "max_entropy": round(float(np.log(levels[0])), 4),
         "cluster_sizes_before": before.tolist(), "cluster_sizes_after": after.tolist()})

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..embeddings import DUPLICATE_NEIGHBOURS, duplicate_labels
+from ..distributed import gather_varying, sum_over_processes
+from ..embeddings import DUPLICATE_NEIGHBOURS, components, duplicate_edges, duplicate_labels
+from ..embeddings.neighbors import sharded_duplicate_labels, sharded_knn
 from . import KEEP
 from .pool import Pool
 from .result import StepResult
@@ -50,17 +52,29 @@ def _size(path: str) -> int:
 
 
 def dedup(pool: Pool, threshold: float = DEFAULT_THRESHOLD, *, k: int = DUPLICATE_NEIGHBOURS, keep: str = "largest",
-          index: str = "auto", progress: bool = False) -> StepResult:
-    """Keeps one image per group of near-duplicates. Kept rows gain dup_group (component id) and dup_count
-    (its size); removed rows gain duplicate_of (the path kept in their place)."""
-    labels, scores, ids = duplicate_labels(pool.vectors, threshold, k=k, kind=index, progress=progress)
+          index: str = "auto", nprobe: int | None = None, progress: bool = False) -> StepResult:
+    """Keeps one image per group of near-duplicates. Kept rows gain dup_group (the group's first row in the
+    embeddings) and dup_count
+    (its size); removed rows gain duplicate_of (the path kept in their place). `index`: a kind (auto, flat,
+    ivf) or the folder of an index of the same embeddings (`dinokit index --kind ivfpq`: searched on disk,
+    `nprobe` lists per query; its scores are the quantised estimates)."""
+    on_disk = open_pool_index(pool, index, nprobe)
+    if pool.sharded:
+        return _dedup_sharded(pool, threshold, k=k, keep=keep, index=on_disk, progress=progress)
+    if on_disk is not None:
+        scores, ids = sharded_knn(pool.vectors, pool.rows, k, index=on_disk, progress=progress)
+        ids = np.where(ids >= 0, np.searchsorted(pool.rows, np.maximum(ids, 0)), -1)  # index rows → pool rows
+        labels = components(len(pool), *duplicate_edges(scores, ids, threshold))
+    else:
+        labels, scores, ids = duplicate_labels(pool.vectors, threshold, k=k, kind=index, progress=progress)
     sizes = np.bincount(labels)
     kept_rows = np.sort(representatives(pool, labels, keep))
     kept_by_label = np.full(len(sizes), -1, dtype=np.int64)
     kept_by_label[labels[kept_rows]] = kept_rows
     removed_rows = np.setdiff1d(np.arange(len(pool)), kept_rows)
     nearest = np.where(ids[:, 1:2] >= 0, scores[:, 1:2], np.nan)[:, 0] if ids.shape[1] > 1 else np.full(len(pool), np.nan)
-    kept = pool.take(kept_rows).with_columns(dup_group=labels[kept_rows], dup_count=sizes[labels[kept_rows]])
+    group = first_row(labels, pool.rows if pool.rows is not None else np.arange(len(pool)))
+    kept = pool.take(kept_rows).with_columns(dup_group=group[labels[kept_rows]], dup_count=sizes[labels[kept_rows]])
     removed = pool.take(removed_rows).with_columns(
         duplicate_of=np.array([pool.paths[kept_by_label[labels[i]]] for i in removed_rows], dtype=object))
     groups = int((sizes > 1).sum())
@@ -77,3 +91,69 @@ def similarity_quantiles(values: np.ndarray) -> dict[str, float]:
         return {}
     qs = (0.01, 0.1, 0.5, 0.9, 0.99, 0.999)
     return {f"p{q * 100:g}": round(float(v), 4) for q, v in zip(qs, np.quantile(values, qs))}
+
+
+def first_row(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """label → the first row (of the embeddings files) in it: a group's id that does not depend on how the
+    pool was read or split."""
+    first = np.full(labels.max(initial=0) + 1, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(first, labels, rows)
+    return first
+
+
+def open_pool_index(pool: Pool, index, nprobe: int | None):
+    """The `EmbeddingIndex` when `index` names an index folder (checked to be of the pool's files), else None."""
+    from pathlib import Path
+
+    from ..embeddings import EmbeddingIndex
+    from ..errors import UsageError
+
+    if index in ("auto", "flat", "ivf"):
+        return None
+    if not Path(index).is_dir():
+        raise UsageError(f"--index must be auto, flat, ivf or an index folder (`dinokit index --kind ivfpq`), got {index!r}")
+    opened = EmbeddingIndex(index, nprobe=nprobe)
+    if pool.total is None or opened.meta.get("rows", len(opened.paths)) != pool.total:
+        raise UsageError(f"the index {index} holds {opened.meta.get('rows', len(opened.paths))} rows, the pool "
+                         f"{pool.total}: build it from the same embeddings")
+    return opened
+
+
+def _dedup_sharded(pool: Pool, threshold: float, *, k: int, keep: str, index, progress: bool) -> StepResult:
+    """`dedup` with the pool split across torchrun processes: the k-NN and the labels as in
+    `sharded_duplicate_labels`; then only the members of duplicate groups (paths, and vectors for
+    keep=centroid) are gathered, every process chooses the same representatives, and each keeps or removes
+    its own rows. One process gives the same result."""
+    import torch.distributed as dist
+
+    labels, scores, ids = sharded_duplicate_labels(pool.vectors, pool.rows, pool.total, threshold, k=k, index=index,
+                                                   progress=progress)
+    sizes = np.bincount(labels, minlength=1)
+    local = labels[pool.rows]
+    grouped = np.flatnonzero(sizes[local] > 1)
+    members_rows = gather_varying(pool.rows[grouped])
+    paths = [None] * dist.get_world_size() if dist.is_initialized() else None
+    if paths is not None:
+        dist.all_gather_object(paths, [pool.paths[i] for i in grouped])
+        paths = [p for part in paths for p in part]
+    else:
+        paths = [pool.paths[i] for i in grouped]
+    vectors = gather_varying(pool.vectors[grouped]) if keep == "centroid" else np.zeros((len(members_rows), 1), np.float32)
+    members = Pool(paths, vectors)
+    member_labels = labels[members_rows]
+    chosen = representatives(members, member_labels, keep)
+    kept_path = dict(zip(member_labels[chosen].tolist(), [paths[i] for i in chosen]))
+    chosen_rows = set(members_rows[chosen].tolist())
+    is_kept = (sizes[local] == 1) | np.isin(pool.rows, list(chosen_rows))
+    kept_rows, removed_rows = np.flatnonzero(is_kept), np.flatnonzero(~is_kept)
+    group = first_row(labels, np.arange(len(labels)))
+    kept = pool.take(kept_rows).with_columns(dup_group=group[local[kept_rows]], dup_count=sizes[local[kept_rows]])
+    removed = pool.take(removed_rows).with_columns(
+        duplicate_of=np.array([kept_path[int(local[i])] for i in removed_rows], dtype=object))
+    nearest = gather_varying(np.where(ids[:, 1:2] >= 0, scores[:, 1:2], np.nan)[:, 0] if ids.shape[1] > 1
+                             else np.full(len(pool), np.nan, np.float32))
+    total_in, total_kept = int(sum_over_processes(len(pool))), int(sum_over_processes(len(kept)))
+    return StepResult(kept, removed, {
+        "step": "dedup", "threshold": threshold, "keep": keep, "k": k, "input": total_in, "kept": total_kept,
+        "removed": total_in - total_kept, "duplicate_groups": int((sizes > 1).sum()), "largest_group": int(sizes.max(initial=0)),
+        "nearest_neighbour_similarity": similarity_quantiles(nearest)})

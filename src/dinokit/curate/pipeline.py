@@ -16,10 +16,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import shutil
 import time
 from pathlib import Path
 
-from ..distributed import rank_and_world
+import numpy as np
+
+from ..distributed import ensure_process_group, gather_varying, rank_and_world
 from ..io import read_yaml, write_text_atomic
 from .balance import balance
 from .decontaminate import decontaminate
@@ -34,7 +37,7 @@ POOL_ARGS = {"decontaminate": ("protected",), "retrieve": ("seeds",)}  # argumen
 
 def step_settings(step: str) -> set[str]:
     """The settings a step takes: its function's keywords, less the pool and the progress switch."""
-    return set(inspect.signature(STEPS[step]).parameters) - {"pool", "progress"}
+    return set(inspect.signature(STEPS[step]).parameters) - {"pool", "progress", "checkpoint"}
 
 
 def load_pipeline(path) -> dict:
@@ -85,26 +88,53 @@ def read_pool_arguments(step: str, args: dict) -> dict:
             else v for k, v in args.items()}
 
 
+SHARDED_STEPS = ("dedup", "balance")  # under torchrun each process holds 1/N of the pool
+
+
 def run_step(step: str, embeddings, output, *, progress: bool = True, **settings) -> dict:
     """One step on its own: embeddings (paths or pools) in, the kept images to `output` (Parquet) and the
-    removed ones, with the reason, beside it (`X.removed.parquet`); returns the step's summary."""
+    removed ones, with the reason, beside it (`X.removed.parquet`); returns the step's summary. Under torchrun,
+    dedup and balance read only each process's slice of the pool and write it as `output/part-r{rank}.parquet`
+    (a folder that reads as one table); balance keeps each finished k-means level in `output.levels/` until
+    the step is done, so a rerun after a kill starts from them."""
     if step not in STEPS:
         raise ValueError(f"curation step must be one of {sorted(STEPS)}, got {step!r}")
-    pool = read_pool(embeddings)
-    result = STEPS[step](pool, **read_pool_arguments(step, settings), progress=progress)
-    write_pool(result.kept, output)
+    rank, world = rank_and_world()
+    sharded = world > 1 and step in SHARDED_STEPS
+    pool = read_pool(embeddings, shard=sharded)
+    levels = None
+    if step == "balance":
+        key = hashlib.sha256(json.dumps([_fingerprint(embeddings), settings], sort_keys=True, default=str).encode()).hexdigest()
+        levels = Path(f"{output}.levels") / key[:16]
+        settings = {**settings, "checkpoint": levels}
+    result = STEPS[step](pool, **read_pool_arguments(step, settings), progress=progress and rank == 0)
+    stem = str(output)[: -len(".parquet")] if str(output).endswith(".parquet") else str(output)
+    if sharded:
+        write_pool(result.kept, Path(output) / f"part-r{rank:03d}.parquet")
+        if result.removed is not None:
+            write_pool(result.removed, Path(stem + ".removed.parquet") / f"part-r{rank:03d}.parquet")
+    elif rank == 0:
+        write_pool(result.kept, output)
+        if result.removed is not None:
+            write_pool(result.removed, stem + ".removed.parquet")
     summary = {**result.summary, **_unusable(pool)}
+    if sharded:
+        summary["rows_per_process"] = gather_varying(np.array([len(pool)])).tolist()
     if result.removed is not None:
-        stem = str(output)[: -len(".parquet")] if str(output).endswith(".parquet") else str(output)
-        summary["removed_file"] = str(write_pool(result.removed, stem + ".removed.parquet"))
+        summary["removed_file"] = stem + ".removed.parquet"
+    if levels is not None:
+        if world > 1:
+            ensure_process_group().barrier()
+        if rank == 0:
+            shutil.rmtree(levels.parent, ignore_errors=True)
     return summary
 
 
 def _unusable(pool) -> dict:
     """The count (and the first paths) of the rows left out because their embedding was NaN or zero."""
-    if not pool.unusable:
+    if not pool.unusable_count:
         return {}
-    return {"unusable_embeddings": len(pool.unusable), "unusable_examples": pool.unusable[:10]}
+    return {"unusable_embeddings": pool.unusable_count, "unusable_examples": pool.unusable[:10]}
 
 
 def run_pipeline(config: dict, output=None, *, progress: bool = True) -> dict:
@@ -131,7 +161,8 @@ def run_pipeline(config: dict, output=None, *, progress: bool = True) -> dict:
                 removed = read_pool(f"{stem}.removed.parquet")
         else:
             start = time.perf_counter()
-            result = STEPS[name](pool, **read_pool_arguments(name, args), progress=progress and rank == 0)
+            extra = {"checkpoint": out / "steps" / f"{i + 1:02d}-balance.levels" / digest[:16]} if name == "balance" else {}
+            result = STEPS[name](pool, **read_pool_arguments(name, args), progress=progress and rank == 0, **extra)
             summary = {**result.summary, "seconds": round(time.perf_counter() - start, 2)}
             pool, removed = result.kept, result.removed
             if rank == 0:

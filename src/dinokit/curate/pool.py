@@ -1,5 +1,8 @@
-"""A pool of images as curation sees it: paths, unit-norm embeddings and provenance columns, in one Parquet
-file (columns path, embedding, then one column per fact a step recorded: duplicate group, seed, cluster…)."""
+"""A pool of images as curation sees it: paths, unit-norm embeddings and provenance columns, in Parquet
+(columns path, embedding, then one column per fact a step recorded: duplicate group, seed, cluster…).
+
+Read file by file into one preallocated array (never the whole Arrow table and a copy); under torchrun with
+`shard=True` each process reads only its slice of the rows, so a pool of N images costs N/W per process."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,7 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..embeddings.store import drop_unusable, embedding_matrix, open_embeddings
+from ..embeddings.ivfpq import checked_rows, embedding_parts
+from ..embeddings.store import EmbeddingsFileError, bad_vectors, embedding_matrix, open_embeddings
 from ..io import atomic_write
 
 
@@ -20,6 +24,10 @@ class Pool:
     columns: dict[str, np.ndarray] = field(default_factory=dict)  # provenance, one value per image
     metadata: dict[str, str] = field(default_factory=dict)  # the embedding settings, carried along
     unusable: list[str] = field(default_factory=list)  # paths left out when read: NaN or all-zero embeddings
+    rows: np.ndarray | None = None  # read from files: the row of each image in them (an index's ids)
+    total: int | None = None  # read from files: their rows, unusable ones included
+    unusable_count: int = 0  # the unusable rows (of the whole pool when sharded)
+    sharded: bool = False  # this process holds only its slice of the pool's rows (torchrun)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -27,27 +35,60 @@ class Pool:
     def take(self, rows) -> Pool:
         rows = np.asarray(rows, dtype=np.int64)
         return Pool([self.paths[i] for i in rows], self.vectors[rows],
-                    {k: v[rows] for k, v in self.columns.items()}, dict(self.metadata))
+                    {k: v[rows] for k, v in self.columns.items()}, dict(self.metadata),
+                    rows=None if self.rows is None else self.rows[rows], total=self.total, sharded=self.sharded)
 
     def with_columns(self, **columns) -> Pool:
         for name, values in columns.items():
             if len(values) != len(self):
                 raise ValueError(f"column {name!r} has {len(values)} values for {len(self)} images")
         return Pool(self.paths, self.vectors, {**self.columns, **{k: np.asarray(v) for k, v in columns.items()}},
-                    dict(self.metadata))
+                    dict(self.metadata), rows=self.rows, total=self.total, sharded=self.sharded)
 
 
-def read_pool(source) -> Pool:
+def read_pool(source, *, shard: bool = False) -> Pool:
     """A Pool from an embeddings folder (`dinokit embed`'s shards), a Parquet file, or a list of them.
     Rows whose embedding is NaN, infinite or all zeros cannot be compared with anything: they are left
-    out, counted and named in `Pool.unusable`, never merged into a duplicate group or a cluster."""
-    table, meta = open_embeddings(source, extra=True)  # memory: the Arrow columns plus one float32 copy
-    paths, vectors, unusable, keep = drop_unusable(table.column("path").to_pylist(),
-                                                   embedding_matrix(table.column("embedding"), source))
-    columns = {n: table.column(n).to_numpy(zero_copy_only=False)[keep] for n in table.column_names
-               if n not in ("path", "embedding")}
-    # normalised in place: a read-only view of the Arrow column is copied once, a fresh array is not
-    return Pool(paths, _unit_rows(vectors if vectors.flags.writeable else vectors.copy()), columns, meta, unusable)
+    out, counted and named in `Pool.unusable`, never merged into a duplicate group or a cluster. `shard`:
+    under torchrun, only this process's contiguous slice of the rows (`Pool.rows` says which)."""
+    from ..distributed import rank_and_world, row_slice, sum_over_processes
+
+    sources = [source] if isinstance(source, (str, Path)) else list(source)
+    parts = [p for s in sources for p in embedding_parts(s)]
+    counts = [checked_rows(p) for p in parts]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    total = int(offsets[-1])
+    if total == 0:
+        raise EmbeddingsFileError(", ".join(map(str, sources)), "holds no embeddings (0 rows)")
+    sharded = shard and rank_and_world()[1] > 1
+    lo, hi, _ = row_slice(total) if sharded else (0, total, total)
+    first = open_embeddings(parts[int(np.argmax(np.asarray(counts) > 0))])
+    metadata, dim = first[1], embedding_matrix(first[0].column("embedding").slice(0, 1), parts[0]).shape[1]
+    vectors = np.empty((hi - lo, dim), np.float32)
+    paths, rows, unusable, columns, filled = [], [], [], {}, 0
+    for part, start, end in zip(parts, offsets[:-1], offsets[1:]):
+        a, b = max(lo, start) - start, min(hi, end) - start
+        if b <= a:
+            continue
+        table = open_embeddings(part, extra=True)[0].slice(a, b - a)
+        matrix = embedding_matrix(table.column("embedding"), part)
+        if matrix.shape[1] != dim:
+            raise EmbeddingsFileError(part, f"has embeddings of dimension {matrix.shape[1]}, the files before {dim}")
+        keep = ~bad_vectors(matrix)
+        names = table.column("path").to_pylist()
+        unusable += [p for p, k in zip(names, keep) if not k]
+        vectors[filled:filled + int(keep.sum())] = matrix[keep]
+        filled += int(keep.sum())
+        paths += [p for p, k in zip(names, keep) if k]
+        rows.append(np.flatnonzero(keep) + start + a)
+        for n in table.column_names:
+            if n not in ("path", "embedding"):
+                columns.setdefault(n, []).append(table.column(n).to_numpy(zero_copy_only=False)[keep])
+    vectors = _unit_rows(vectors[:filled])  # a view: the unusable rows' space stays unused
+    columns = {k: np.concatenate(v) for k, v in columns.items()}
+    return Pool(paths, vectors, columns, metadata or {}, unusable[:10] if sharded else unusable,
+                rows=np.concatenate(rows) if rows else np.zeros(0, np.int64), total=total,
+                unusable_count=sum_over_processes(len(unusable)) if sharded else len(unusable), sharded=sharded)
 
 
 def _unit_rows(vectors: np.ndarray, chunk_rows: int = 65_536) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..distributed import ensure_process_group, rank_and_world
+from ..distributed import ensure_process_group, rank_and_world, sum_over_processes
 from ..errors import InputFileError
 from ..io import c_stdout_to_stderr, publish_folder, write_text_atomic
 from . import INDEX_FILE, META_FILE, PATHS_FILE
@@ -43,13 +43,14 @@ def embedding_parts(source) -> list[Path]:
         return [source]
     if not source.is_dir():
         raise FileNotFoundError(f"no embeddings at {source}")
-    parts = shard_files(source) or sorted(source.rglob("*.parquet"))
+    parts = shard_files(source) or sorted(  # as pyarrow datasets: files and folders starting with "." or "_" are not data
+        p for p in source.rglob("*.parquet") if not any(n.startswith((".", "_")) for n in p.relative_to(source).parts))
     if not parts:
         raise InputFileError(source, "holds no Parquet files; `dinokit embed` writes them")
     return parts
 
 
-def _checked_rows(path: Path) -> int:
+def checked_rows(path: Path) -> int:
     """The row count of an embeddings file whose columns are what `embed` writes (else the file is named)."""
     try:
         schema, rows = pq.read_schema(path), pq.read_metadata(path).num_rows
@@ -107,7 +108,7 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
 
     rank, world = rank_and_world()
     parts = embedding_parts(embeddings)
-    counts = [_checked_rows(p) for p in parts]
+    counts = [checked_rows(p) for p in parts]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     n = int(offsets[-1])
     _, meta = open_embeddings(parts[0])
@@ -161,7 +162,7 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
         np.savez(work / "blocks" / f"{i:06d}.exact.npz", scores=scores, ids=ids)
         faiss.write_index(index, str(work / "blocks" / f"{i:06d}.tmp"))
         (work / "blocks" / f"{i:06d}.tmp").rename(block)  # the block is finished only when this name exists
-    reused = _sum(reused, world)
+    reused = sum_over_processes(reused)
     if rank != 0:
         _barrier(world)
         return json.loads((Path(output) / META_FILE).read_text())
@@ -205,17 +206,6 @@ def _rows(parts: list[Path], offsets: np.ndarray, rows: np.ndarray) -> np.ndarra
         if hi > lo:
             out.append(read_part(part)[1][rows[lo:hi] - offsets[i]])
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def _sum(value: int, world: int) -> int:
-    """The sum over the ranks (and a barrier)."""
-    if world == 1:
-        return value
-    import torch
-
-    total = torch.tensor([value])
-    ensure_process_group().all_reduce(total)
-    return int(total)
 
 
 def _barrier(world: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..distributed import gather_rows, row_slice
+from ..distributed import gather_rows, gather_varying, rank_and_world, row_slice
 from .index import build_faiss_index, normalized
 
 EXACT_PAIRS = 10 ** 10  # above this many comparisons an exact search takes minutes on a laptop: IVF
@@ -66,3 +66,73 @@ def duplicate_groups(vectors: np.ndarray, threshold: float, k: int = DUPLICATE_N
     for i, label in enumerate(labels):
         groups.setdefault(int(label), []).append(i)
     return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))
+
+
+def sharded_knn(local: np.ndarray, rows: np.ndarray, k: int, *, index=None, batch_size: int = 8192,
+                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Self-k-NN of a pool split across torchrun processes, each holding only its rows: `local` (unit vectors)
+    are the pool's rows `rows` (ascending). Returns (scores, ids) of the local rows, ids in pool rows. With
+    `index` (an `EmbeddingIndex` of the same embeddings, e.g. IVF-PQ on disk: its ids are the rows) every
+    process finds its rows' candidates there, and their exact cosine is computed by the process that holds
+    each candidate (quantised scores are too coarse for a duplicate threshold). Without, exact: chunk by
+    chunk the processes exchange their queries, each searches all of them against its own rows, and every
+    query keeps the best k of all processes — the result of one process holding everything."""
+    import faiss
+    from tqdm.auto import tqdm
+
+    scores = np.full((len(local), k), -np.inf, np.float32)
+    ids = np.full((len(local), k), -1, np.int64)
+    steps = int(np.max(gather_varying(np.array([-(-len(local) // batch_size)]))))
+    for step in tqdm(range(steps), desc="k-NN", unit="batch", disable=not progress, leave=False):
+        lo, hi = step * batch_size, min((step + 1) * batch_size, len(local))
+        mine = local[lo:hi] if lo < len(local) else local[:0]
+        sizes = gather_varying(np.array([len(mine)]))
+        start = int(sizes[: rank_and_world()[0]].sum())
+        queries = gather_varying(mine)
+        if index is not None:
+            found = np.full((len(mine), k), -1, np.int64)
+            if len(mine):
+                found[:, : min(k, index.index.ntotal)] = index.index.search(np.ascontiguousarray(mine), k)[1]
+            candidates = gather_varying(found)  # [all queries, k]
+            exact = _held_dot_products(queries, candidates, local, rows)
+            exact = gather_varying(exact).reshape(len(sizes), len(queries), k).sum(0)[start:start + len(mine)]
+            exact[found < 0] = -np.inf
+            order = np.argsort(-exact, axis=1, kind="stable")
+            scores[lo:hi], ids[lo:hi] = np.take_along_axis(exact, order, 1), np.take_along_axis(found, order, 1)
+            continue
+        found_s = np.full((len(queries), k), -np.inf, np.float32)
+        found_i = np.full((len(queries), k), -1, np.int64)
+        if len(local) and len(queries):
+            s, i = faiss.knn(np.ascontiguousarray(queries), local, min(k, len(local)), metric=faiss.METRIC_INNER_PRODUCT)
+            found_s[:, : s.shape[1]], found_i[:, : s.shape[1]] = s, np.where(i >= 0, rows[np.maximum(i, 0)], -1)
+        everyone_s, everyone_i = gather_varying(found_s), gather_varying(found_i)  # [world · queries, k]
+        world = len(sizes)
+        cand_s = everyone_s.reshape(world, len(queries), k)[:, start:start + len(mine)].transpose(1, 0, 2).reshape(len(mine), -1)
+        cand_i = everyone_i.reshape(world, len(queries), k)[:, start:start + len(mine)].transpose(1, 0, 2).reshape(len(mine), -1)
+        order = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
+        scores[lo:hi], ids[lo:hi] = np.take_along_axis(cand_s, order, 1), np.take_along_axis(cand_i, order, 1)
+    return scores, ids
+
+
+def _held_dot_products(queries: np.ndarray, candidates: np.ndarray, local: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """[Q, k]: queries · candidate for the candidates (pool rows) this process holds, 0 for the others."""
+    out = np.zeros(candidates.shape, np.float32)
+    if not len(rows):
+        return out
+    at = np.minimum(np.searchsorted(rows, candidates), len(rows) - 1)
+    held = (candidates >= 0) & (rows[at] == candidates)
+    q, c = np.nonzero(held)
+    out[q, c] = np.einsum("ij,ij->i", queries[q], local[at[q, c]])
+    return out
+
+
+def sharded_duplicate_labels(local: np.ndarray, rows: np.ndarray, total: int, threshold: float, *,
+                             k: int = DUPLICATE_NEIGHBOURS, index=None, progress: bool = False):
+    """(component label of every pool row [total], local k-NN scores, ids): `duplicate_labels` for a pool
+    split across processes. Only the edges (pairs at ≥ threshold) are gathered; every process then labels
+    the whole graph, so all agree."""
+    scores, ids = sharded_knn(local, rows, k, index=index, progress=progress)
+    source = np.broadcast_to(rows[:, None], ids.shape)
+    keep = (scores >= threshold) & (ids >= 0) & (ids != source)
+    edges = gather_varying(np.stack([source[keep], ids[keep]], 1).astype(np.int64))
+    return components(total, edges[:, 0], edges[:, 1]), scores, ids

@@ -1,0 +1,88 @@
+"""Curation with the pool split across torchrun processes: each holds its slice of the rows, and two
+processes give the one-process result (dedup exactly, with exact or on-disk IVF-PQ neighbours; balance
+exactly); hierarchical k-means resumes from its finished levels."""
+import json
+
+import numpy as np
+import pytest
+
+from dinokit.curate import read_pool, write_pool
+from dinokit.curate.balance import hierarchical_kmeans
+from tests.curate.vectors import concepts, near, pool_of
+from tests.helpers import cli, torchrun
+
+
+def planted_embeddings(tmp_path, files=5):
+    """12 concepts of power-law sizes with 150 near-copies, in several files; one NaN row (left out)."""
+    rng = np.random.default_rng(0)
+    items, _ = concepts(rng, 12, (600 / np.arange(1, 13)).astype(int))
+    pool = pool_of(np.concatenate([items, near(rng, items[:150], 0.985)]))
+    pool.vectors[40] = np.nan
+    folder = tmp_path / "emb"
+    per = -(-len(pool) // files)
+    for f in range(files):
+        write_pool(pool.take(np.arange(f * per, min((f + 1) * per, len(pool)))), folder / f"part-{f}.parquet")
+    return folder, len(pool)
+
+
+def rows_of(folder):
+    pool = read_pool(folder)
+    order = np.argsort(pool.paths)
+    return [pool.paths[i] for i in order], {k: v[order].tolist() for k, v in pool.columns.items()}
+
+
+@pytest.mark.parametrize("keep", ["first", "centroid"])
+def test_dedup_on_two_processes_equals_one(tmp_path, keep):
+    emb, n = planted_embeddings(tmp_path)
+    one = cli("curate", "dedup", emb, "-o", tmp_path / "one.parquet", "--keep", keep, "--json")
+    assert one.returncode == 0, one.stderr
+    two = torchrun(2, "curate", "dedup", emb, "-o", tmp_path / "two.parquet", "--keep", keep, "--json")
+    assert two.returncode == 0, two.stderr
+    s1, s2 = json.loads(one.stdout), json.loads(two.stdout)
+    assert sorted(f.name for f in (tmp_path / "two.parquet").iterdir()) == ["part-r000.parquet", "part-r001.parquet"]
+    assert sum(s2["rows_per_process"]) == n - 1 and max(s2["rows_per_process"]) <= n // 2 + 1  # each held half
+    # 150 planted copies; the original of one is the NaN row
+    assert s1["duplicate_groups"] == s2["duplicate_groups"] == 149 and s1["removed"] == s2["removed"] == 149
+    assert s2["unusable_embeddings"] == 1
+    assert rows_of(tmp_path / "one.parquet") == rows_of(tmp_path / "two.parquet")
+    assert rows_of(tmp_path / "one.removed.parquet") == rows_of(tmp_path / "two.removed.parquet")
+
+
+def test_dedup_through_an_ivfpq_index_on_two_processes_equals_one(tmp_path):
+    emb, _ = planted_embeddings(tmp_path)
+    built = cli("index", emb, "-o", tmp_path / "idx", "--kind", "ivfpq", "--json")
+    assert built.returncode == 0, built.stderr
+    one = cli("curate", "dedup", emb, "-o", tmp_path / "one.parquet", "--index", tmp_path / "idx", "--json")
+    assert one.returncode == 0, one.stderr
+    two = torchrun(2, "curate", "dedup", emb, "-o", tmp_path / "two.parquet", "--index", tmp_path / "idx", "--json")
+    assert two.returncode == 0, two.stderr
+    assert rows_of(tmp_path / "one.parquet") == rows_of(tmp_path / "two.parquet")
+    exact = cli("curate", "dedup", emb, "-o", tmp_path / "exact.parquet", "--json")
+    found, planted = json.loads(one.stdout)["duplicate_groups"], json.loads(exact.stdout)["duplicate_groups"]
+    assert found >= 0.9 * planted  # within the index's recall: the copies sit in their original's list
+    wrong = cli("curate", "dedup", tmp_path / "one.parquet", "-o", tmp_path / "x.parquet", "--index", tmp_path / "idx")
+    assert wrong.returncode == 2 and "build it from the same embeddings" in wrong.stderr
+
+
+def test_balance_on_two_processes_equals_one(tmp_path):
+    emb, n = planted_embeddings(tmp_path)
+    args = ["curate", "balance", emb, "--target", "300", "--levels", "30", "10", "--json"]
+    one = cli(*args, "-o", tmp_path / "one.parquet")
+    assert one.returncode == 0, one.stderr
+    two = torchrun(2, *args, "-o", tmp_path / "two.parquet")
+    assert two.returncode == 0, two.stderr
+    s1, s2 = json.loads(one.stdout), json.loads(two.stdout)
+    assert s1["cluster_sizes_before"] == s2["cluster_sizes_before"] and s1["kept"] == s2["kept"] == 300
+    assert rows_of(tmp_path / "one.parquet") == rows_of(tmp_path / "two.parquet")
+    assert not (tmp_path / "two.parquet.levels").exists()  # the finished levels go once the step is done
+
+
+def test_hierarchical_kmeans_resumes_from_its_finished_levels(tmp_path):
+    rng = np.random.default_rng(1)
+    vectors, _ = concepts(rng, 8, [100] * 8)
+    labels, centroids = hierarchical_kmeans(vectors, [16, 4], iterations=5, checkpoint=tmp_path / "levels")
+    assert sorted(f.name for f in (tmp_path / "levels").iterdir()) == ["level-1.npy", "level-2.npy"]
+    np.save(tmp_path / "levels" / "level-1.npy", centroids[0][::-1])  # a finished level is read, not trained again
+    (tmp_path / "levels" / "level-2.npy").unlink()
+    again, _ = hierarchical_kmeans(vectors, [16, 4], iterations=5, checkpoint=tmp_path / "levels")
+    assert (again[:, 0] == 15 - labels[:, 0]).all()
