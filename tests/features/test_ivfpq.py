@@ -108,5 +108,5 @@ def test_a_bad_file_is_named(tmp_path):
     write_embeddings(tmp_path / "emb", vectors, files=4)
     pq.write_table(pa.table({"path": ["x"], "embedding": ["not numbers"]}), tmp_path / "emb" / "part-r000-000003.parquet")
     failed = cli("index", tmp_path / "emb", "-o", tmp_path / "idx", "--kind", "ivfpq")
-    assert failed.returncode == 1 and "part-r000-000003.parquet" in failed.stderr and "list of numbers" in failed.stderr
+    assert failed.returncode == 1 and "part-r000-000003.parquet" in failed.stderr and "lists of numbers" in failed.stderr
     assert not (tmp_path / "idx").exists()

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..distributed import ensure_process_group, rank_and_world, sum_over_processes
-from ..errors import InputFileError
+from ..errors import InputFileError, first_line
 from ..io import c_stdout_to_stderr, publish_folder, write_text_atomic
 from . import INDEX_FILE, META_FILE, PATHS_FILE
 from .store import EmbeddingsFileError, bad_vectors, embedding_matrix, open_embeddings, shard_files
@@ -55,11 +55,14 @@ def checked_rows(path: Path) -> int:
     try:
         schema, rows = pq.read_schema(path), pq.read_metadata(path).num_rows
     except (OSError, pa.ArrowException) as e:
-        raise EmbeddingsFileError(path, f"not a readable Parquet file ({e})") from None
-    kind = schema.field("embedding").type if "embedding" in schema.names else None
-    if "path" not in schema.names or kind is None or not (pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind)
-                                                          or pa.types.is_large_list(kind)):
-        raise EmbeddingsFileError(path, f"needs the columns path and embedding (a list of numbers); it has {schema}")
+        raise EmbeddingsFileError(path, f"not a readable Parquet file ({first_line(e)})") from None
+    absent = [c for c in ("path", "embedding") if c not in schema.names]
+    if absent:
+        raise EmbeddingsFileError(path, f"has no column {', '.join(map(repr, absent))} (it has "
+                                  f"{', '.join(schema.names) or 'none'}); `dinokit embed` writes path and embedding")
+    kind = schema.field("embedding").type
+    if not (pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind) or pa.types.is_large_list(kind)):
+        raise EmbeddingsFileError(path, f"column 'embedding' must hold lists of numbers, not {kind}")
     return rows
 
 
