@@ -121,8 +121,9 @@ def _held_dot_products(queries: np.ndarray, candidates: np.ndarray, local: np.nd
         return out
     at = np.minimum(np.searchsorted(rows, candidates), len(rows) - 1)
     held = (candidates >= 0) & (rows[at] == candidates)
-    q, c = np.nonzero(held)
-    out[q, c] = np.einsum("ij,ij->i", queries[q], local[at[q, c]])
+    for lo in range(0, len(queries), 1024):  # [1024, k, D] at a time: stays in cache
+        part = np.einsum("qd,qkd->qk", queries[lo:lo + 1024], local[at[lo:lo + 1024]])
+        out[lo:lo + 1024] = np.where(held[lo:lo + 1024], part, 0)
     return out
 
 
