@@ -86,3 +86,14 @@ def test_hierarchical_kmeans_resumes_from_its_finished_levels(tmp_path):
     (tmp_path / "levels" / "level-2.npy").unlink()
     again, _ = hierarchical_kmeans(vectors, [16, 4], iterations=5, checkpoint=tmp_path / "levels")
     assert (again[:, 0] == 15 - labels[:, 0]).all()
+
+
+def test_a_spent_pool_gives_its_memory_to_the_kept_rows():
+    rng = np.random.default_rng(4)
+    pool = pool_of(rng.normal(size=(150_000, 8)))
+    rows = np.sort(rng.choice(len(pool), 120_000, replace=False))
+    expected, memory = pool.vectors[rows].copy(), pool.vectors
+    pool.consumable = True
+    kept = pool.take(rows, last=True)
+    assert np.array_equal(kept.vectors, expected) and np.shares_memory(kept.vectors, memory)
+    assert kept.paths == [f"img/{i:06d}.jpg" for i in rows] and pool.vectors is None  # spent: a second read fails

@@ -115,7 +115,7 @@ def balance(pool: Pool, target: int, *, levels: list[int] | None = None, strateg
     labels, distances = (gather_varying(local), gather_varying(local_distances)) if pool.sharded else (local, local_distances)
     chosen = balanced_sample(labels, target, strategy=strategy, distances=distances, seed=seed)
     mine = chosen[(chosen >= offset) & (chosen < offset + len(pool))] - offset
-    kept = pool.take(mine).with_columns(**{f"cluster_l{i + 1}": local[mine, i] for i in range(len(levels))})
+    kept = pool.take(mine, last=True).with_columns(**{f"cluster_l{i + 1}": local[mine, i] for i in range(len(levels))})
     rows = chosen
     before = np.bincount(labels[:, 0], minlength=levels[0])
     after = np.bincount(labels[rows, 0], minlength=levels[0])

@@ -74,9 +74,9 @@ def dedup(pool: Pool, threshold: float = DEFAULT_THRESHOLD, *, k: int = DUPLICAT
     removed_rows = np.setdiff1d(np.arange(len(pool)), kept_rows)
     nearest = np.where(ids[:, 1:2] >= 0, scores[:, 1:2], np.nan)[:, 0] if ids.shape[1] > 1 else np.full(len(pool), np.nan)
     group = first_row(labels, pool.rows if pool.rows is not None else np.arange(len(pool)))
-    kept = pool.take(kept_rows).with_columns(dup_group=group[labels[kept_rows]], dup_count=sizes[labels[kept_rows]])
     removed = pool.take(removed_rows).with_columns(
         duplicate_of=np.array([pool.paths[kept_by_label[labels[i]]] for i in removed_rows], dtype=object))
+    kept = pool.take(kept_rows, last=True).with_columns(dup_group=group[labels[kept_rows]], dup_count=sizes[labels[kept_rows]])
     groups = int((sizes > 1).sum())
     return StepResult(kept, removed, {
         "step": "dedup", "threshold": threshold, "keep": keep, "k": k, "input": len(pool), "kept": len(kept),
@@ -147,9 +147,9 @@ def _dedup_sharded(pool: Pool, threshold: float, *, k: int, keep: str, index, pr
     is_kept = (sizes[local] == 1) | np.isin(pool.rows, list(chosen_rows))
     kept_rows, removed_rows = np.flatnonzero(is_kept), np.flatnonzero(~is_kept)
     group = first_row(labels, np.arange(len(labels)))
-    kept = pool.take(kept_rows).with_columns(dup_group=group[local[kept_rows]], dup_count=sizes[local[kept_rows]])
     removed = pool.take(removed_rows).with_columns(
         duplicate_of=np.array([kept_path[int(local[i])] for i in removed_rows], dtype=object))
+    kept = pool.take(kept_rows, last=True).with_columns(dup_group=group[local[kept_rows]], dup_count=sizes[local[kept_rows]])
     nearest = gather_varying(np.where(ids[:, 1:2] >= 0, scores[:, 1:2], np.nan)[:, 0] if ids.shape[1] > 1
                              else np.full(len(pool), np.nan, np.float32))
     total_in, total_kept = int(sum_over_processes(len(pool))), int(sum_over_processes(len(kept)))

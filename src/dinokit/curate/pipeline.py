@@ -102,6 +102,7 @@ def run_step(step: str, embeddings, output, *, progress: bool = True, **settings
     rank, world = rank_and_world()
     sharded = world > 1 and step in SHARDED_STEPS
     pool = read_pool(embeddings, shard=sharded)
+    pool.consumable = True  # read for this step alone: its kept rows may take the pool's memory
     levels = None
     if step == "balance":
         key = hashlib.sha256(json.dumps([_fingerprint(embeddings), settings], sort_keys=True, default=str).encode()).hexdigest()

@@ -28,13 +28,21 @@ class Pool:
     total: int | None = None  # read from files: their rows, unusable ones included
     unusable_count: int = 0  # the unusable rows (of the whole pool when sharded)
     sharded: bool = False  # this process holds only its slice of the pool's rows (torchrun)
+    consumable: bool = False  # no one reads this pool again: one take() of sorted rows may reuse its memory
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def take(self, rows) -> Pool:
+    def take(self, rows, *, last: bool = False) -> Pool:
+        """The given rows. `last`: the caller's final read of this pool; a consumable pool then moves the
+        rows (ascending) to its front in place instead of copying them, and is spent."""
         rows = np.asarray(rows, dtype=np.int64)
-        return Pool([self.paths[i] for i in rows], self.vectors[rows],
+        if last and self.consumable and (np.diff(rows) > 0).all():
+            vectors = _compact(self.vectors, rows)
+            self.vectors = None  # consumed: a second use fails loudly instead of reading moved rows
+        else:
+            vectors = self.vectors[rows]
+        return Pool([self.paths[i] for i in rows], vectors,
                     {k: v[rows] for k, v in self.columns.items()}, dict(self.metadata),
                     rows=None if self.rows is None else self.rows[rows], total=self.total, sharded=self.sharded)
 
@@ -70,7 +78,8 @@ def read_pool(source, *, shard: bool = False) -> Pool:
         a, b = max(lo, start) - start, min(hi, end) - start
         if b <= a:
             continue
-        table = open_embeddings(part, extra=True)[0].slice(a, b - a)
+        # the system allocator hands each file's buffers back; Arrow's default pool keeps them (+1 GB per 1M rows)
+        table = open_embeddings(part, extra=True, memory_pool=pa.system_memory_pool())[0].slice(a, b - a)
         matrix = embedding_matrix(table.column("embedding"), part)
         if matrix.shape[1] != dim:
             raise EmbeddingsFileError(part, f"has embeddings of dimension {matrix.shape[1]}, the files before {dim}")
@@ -99,14 +108,31 @@ def _unit_rows(vectors: np.ndarray, chunk_rows: int = 65_536) -> np.ndarray:
     return vectors
 
 
-def write_pool(pool: Pool, path) -> Path:
-    """One Parquet file, written atomically (a temporary file renamed into place)."""
+def _compact(vectors: np.ndarray, rows: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """vectors[rows] moved to the front in place, chunk by chunk (rows ascending: every row is read before
+    it is overwritten); a view of the first len(rows)."""
+    for lo in range(0, len(rows), chunk):
+        part = rows[lo:lo + chunk]
+        vectors[lo:lo + len(part)] = vectors[part]
+    return vectors[: len(rows)]
+
+
+def write_pool(pool: Pool, path, chunk_rows: int = 65_536) -> Path:
+    """One Parquet file, written atomically (a temporary file renamed into place), a row group at a time
+    (never a second copy of the whole pool)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = {"path": pa.array(pool.paths, pa.string()),
-               "embedding": pa.FixedSizeListArray.from_arrays(pa.array(pool.vectors.ravel()), pool.vectors.shape[1])}
-    columns.update({k: pa.array(v) for k, v in pool.columns.items()})
-    table = pa.table(columns).replace_schema_metadata(pool.metadata)
-    with atomic_write(path) as tmp:
-        pq.write_table(table, tmp)
+    dim = pool.vectors.shape[1]
+
+    def table(lo, hi):
+        values = pa.array(np.ascontiguousarray(pool.vectors[lo:hi]).ravel())
+        columns = {"path": pa.array(pool.paths[lo:hi], pa.string()), "embedding": pa.FixedSizeListArray.from_arrays(values, dim)}
+        columns.update({k: pa.array(v[lo:hi]) for k, v in pool.columns.items()})
+        return pa.table(columns).replace_schema_metadata(pool.metadata)
+
+    first = table(0, min(len(pool), chunk_rows))
+    with atomic_write(path) as tmp, pq.ParquetWriter(tmp, first.schema) as writer:
+        writer.write_table(first)
+        for lo in range(chunk_rows, len(pool), chunk_rows):
+            writer.write_table(table(lo, lo + chunk_rows).cast(first.schema))
     return path

@@ -19,19 +19,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..distributed import ensure_process_group, rank_and_world, sum_over_processes
-from ..errors import InputFileError, first_line
+from ..errors import InputFileError, UsageError, first_line
 from ..io import c_stdout_to_stderr, publish_folder, write_text_atomic
 from . import INDEX_FILE, META_FILE, PATHS_FILE
 from .store import EmbeddingsFileError, bad_vectors, embedding_matrix, open_embeddings, shard_files
 
 IVFDATA_FILE = "index.ivfdata"
 RECALL_K = 10
+MIN_ROWS = 1000  # its product quantiser learns 256 centroids per sub-vector
 
 
 def ivfpq_sizes(n: int, dim: int) -> dict:
     """The documented rule: nlist ≈ √N as a power of two, m = D/8 (the largest divisor of D up to D/8), 40·nlist
     training rows (FAISS warns below 39 per list)."""
     nlist = int(min(65_536, max(16, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
+    nlist = min(nlist, max(1, n // 39))
     m = max(d for d in range(1, max(1, dim // 8) + 1) if dim % d == 0)
     return {"nlist": nlist, "m": m, "train": min(n, 40 * nlist)}
 
@@ -114,6 +116,9 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
     counts = [checked_rows(p) for p in parts]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     n = int(offsets[-1])
+    if n < MIN_ROWS:
+        raise UsageError(f"--kind ivfpq needs at least {MIN_ROWS} embeddings to train its quantisers; {embeddings} has {n}: "
+                         "use --kind flat (exact) for so few")
     _, meta = open_embeddings(parts[0])
     dim = read_part(parts[0])[1].shape[1]
     sizes = ivfpq_sizes(n, dim)

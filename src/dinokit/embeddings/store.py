@@ -147,7 +147,7 @@ class EmbeddingsFileError(InputFileError):
     """An embeddings file or folder that is not what `dinokit embed` writes (columns, types, rows)."""
 
 
-def open_embeddings(source, extra: bool = False) -> tuple[pa.Table, dict[str, str]]:
+def open_embeddings(source, extra: bool = False, memory_pool=None) -> tuple[pa.Table, dict[str, str]]:
     """The table (path, embedding, and with `extra` every other column but patch_tokens) and metadata of
     an embeddings folder, Parquet file or list of them, checked: an `EmbeddingsFileError` says what is
     wrong (no such columns, unreadable, no rows)."""
@@ -163,7 +163,7 @@ def open_embeddings(source, extra: bool = False) -> tuple[pa.Table, dict[str, st
             raise EmbeddingsFileError(name, f"has no column {', '.join(map(repr, absent))} (it has "
                                       f"{', '.join(dataset.schema.names) or 'none'}); `dinokit embed` writes path and embedding")
         others = [n for n in dataset.schema.names if n not in ("path", "embedding", "patch_tokens")] if extra else []
-        table = dataset.to_table(columns=["path", "embedding", *others])
+        table = dataset.to_table(columns=["path", "embedding", *others], memory_pool=memory_pool)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
