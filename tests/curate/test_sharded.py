@@ -97,3 +97,11 @@ def test_a_spent_pool_gives_its_memory_to_the_kept_rows():
     kept = pool.take(rows, last=True)
     assert np.array_equal(kept.vectors, expected) and np.shares_memory(kept.vectors, memory)
     assert kept.paths == [f"img/{i:06d}.jpg" for i in rows] and pool.vectors is None  # spent: a second read fails
+
+
+def test_sharded_dedup_of_a_pool_without_duplicates_keeps_everything(tmp_path):
+    rng = np.random.default_rng(5)
+    write_pool(pool_of(concepts(rng, 4, [30] * 4)[0]), tmp_path / "emb" / "part-0.parquet")
+    two = torchrun(2, "curate", "dedup", tmp_path / "emb", "-o", tmp_path / "two.parquet", "--json")
+    assert two.returncode == 0, two.stderr
+    assert json.loads(two.stdout)["kept"] == 120 and len(read_pool(tmp_path / "two.parquet")) == 120

@@ -141,7 +141,7 @@ def _dedup_sharded(pool: Pool, threshold: float, *, k: int, keep: str, index, pr
     vectors = gather_varying(pool.vectors[grouped]) if keep == "centroid" else np.zeros((len(members_rows), 1), np.float32)
     members = Pool(paths, vectors)
     member_labels = labels[members_rows]
-    chosen = representatives(members, member_labels, keep)
+    chosen = representatives(members, member_labels, keep) if len(members) else np.zeros(0, np.int64)
     kept_path = dict(zip(member_labels[chosen].tolist(), [paths[i] for i in chosen]))
     chosen_rows = set(members_rows[chosen].tolist())
     is_kept = (sizes[local] == 1) | np.isin(pool.rows, list(chosen_rows))
