@@ -2,6 +2,8 @@
 processes give the one-process result (dedup exactly, with exact or on-disk IVF-PQ neighbours; balance
 exactly); hierarchical k-means resumes from its finished levels."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from dinokit.curate import read_pool, write_pool
 from dinokit.curate.balance import hierarchical_kmeans
 from tests.curate.vectors import concepts, near, pool_of
-from tests.helpers import cli, torchrun
+from tests.helpers import HANG, cli, torchrun
 
 
 def planted_embeddings(tmp_path, files=5):
@@ -105,3 +107,14 @@ def test_sharded_dedup_of_a_pool_without_duplicates_keeps_everything(tmp_path):
     two = torchrun(2, "curate", "dedup", tmp_path / "emb", "-o", tmp_path / "two.parquet", "--json")
     assert two.returncode == 0, two.stderr
     assert json.loads(two.stdout)["kept"] == 120 and len(read_pool(tmp_path / "two.parquet")) == 120
+
+
+@pytest.mark.slow
+def test_the_scale_benchmark_runs_and_compares_one_process_with_two(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "dinokit.curate.scale", "--count", "5000", "--dim", "32", "--workdir",
+                          str(tmp_path / "w"), "--json", str(tmp_path / "s.json")], capture_output=True, text=True, timeout=HANG)
+    assert run.returncode == 0, run.stderr
+    steps = json.loads((tmp_path / "s.json").read_text())["steps"]
+    assert [(s["step"], s["processes"], len(s["peak_rss_gib_per_process"])) for s in steps[1:-1]] == [
+        ("index", 1, 1), ("dedup", 1, 1), ("balance", 1, 1), ("index", 2, 2), ("dedup", 2, 2), ("balance", 2, 2)]
+    assert steps[-1] == {"same_result": {"dedup": True, "balance": True}}

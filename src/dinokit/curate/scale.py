@@ -45,12 +45,19 @@ def write_synthetic(folder: Path, count: int, dim: int, seed: int = 0) -> None:
 
 
 def run_measured(argv: list[str], report: Path) -> int:
-    """`dinokit ARGV` in this process, then its time and peak RSS to `report` (one file per torchrun rank)."""
-    from ..cli import main
+    """`python -m dinokit ARGV` in this process (as a user runs it: the benchmark sits below the command line),
+    then its time and peak RSS to `report` (one file per torchrun rank)."""
+    import runpy
+
     from ..distributed import rank_and_world
 
     start = time.perf_counter()
-    status = main(argv)
+    sys.argv = ["dinokit", *argv]
+    try:
+        runpy.run_module("dinokit", run_name="__main__", alter_sys=True)
+        status = 0
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else 1
     rank = rank_and_world()[0]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     Path(f"{report}.r{rank}.json").write_text(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_gib": peak}))
