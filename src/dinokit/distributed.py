@@ -54,13 +54,23 @@ def gather_varying(local):
 
 def sum_over_processes(value):
     """A number (or numpy array) summed over the processes (a no-op for one)."""
+    return _reduce_over_processes(value, "SUM")
+
+
+def max_over_processes(value):
+    """A number (or numpy array) maximised over the processes (a no-op for one)."""
+    return _reduce_over_processes(value, "MAX")
+
+
+def _reduce_over_processes(value, op: str):
     if rank_and_world()[1] == 1:
         return value
     import numpy as np
     import torch
 
     tensor = torch.from_numpy(np.atleast_1d(np.asarray(value)).copy())
-    ensure_process_group().all_reduce(tensor)
+    dist = ensure_process_group()
+    dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op))
     out = tensor.numpy()
     return out.item() if np.ndim(value) == 0 else out
 

@@ -10,6 +10,7 @@ import pytest
 
 from dinokit.curate import read_pool, write_pool
 from dinokit.curate.balance import hierarchical_kmeans
+from dinokit.curate.kmeans import assign
 from tests.curate.vectors import concepts, near, pool_of
 from tests.helpers import HANG, cli, torchrun
 
@@ -77,6 +78,28 @@ def test_balance_on_two_processes_equals_one(tmp_path):
     assert s1["cluster_sizes_before"] == s2["cluster_sizes_before"] and s1["kept"] == s2["kept"] == 300
     assert rows_of(tmp_path / "one.parquet") == rows_of(tmp_path / "two.parquet")
     assert not (tmp_path / "two.parquet.levels").exists()  # the finished levels go once the step is done
+
+
+def test_the_nearest_centroid_does_not_depend_on_the_split_or_the_threads():
+    """Points midway between two centroids: FAISS's float32 distances put them on either side depending on the
+    batch start and the thread count (over a thousand of these 20,000 flipped); k-means must not."""
+    import faiss
+
+    rng = np.random.default_rng(0)
+    centroids = rng.normal(size=(64, 384)).astype(np.float32)
+    a, b = rng.integers(0, 64, (2, 20_000))
+    points = ((centroids[a] + centroids[b]) / 2 + 1e-6 * rng.normal(size=(20_000, 384))).astype(np.float32)
+    runs, threads = [], faiss.omp_get_max_threads()
+    try:
+        for t in (1, 2):
+            faiss.omp_set_num_threads(t)
+            runs += [assign(points, centroids), np.concatenate([assign(points[:7777], centroids), assign(points[7777:], centroids)])]
+    finally:
+        faiss.omp_set_num_threads(threads)
+    assert all(np.array_equal(runs[0], r) for r in runs[1:])
+    assert ((runs[0] == a) | (runs[0] == b)).all()  # and it is one of the two
+    twice = np.concatenate([centroids, centroids])  # exact ties go to the lower index
+    assert np.array_equal(assign(points[:500], twice), assign(points[:500], centroids))
 
 
 def test_hierarchical_kmeans_resumes_from_its_finished_levels(tmp_path):

@@ -38,7 +38,7 @@ def hierarchical_kmeans(vectors: np.ndarray, levels: list[int], *, iterations: i
         local = {"rows": rows, "total": total} if level == 0 else {}
         if saved is not None and saved.is_file():
             centroids = np.load(saved)
-            assignment = assign(points, centroids)[1] if len(points) else np.zeros(0, np.int64)
+            assignment = assign(points, centroids)
         else:
             centroids, assignment = kmeans(points, k, iterations=iterations, seed=seed + level, progress=progress,
                                            desc=f"k-means level {level + 1} ({k})", **local)

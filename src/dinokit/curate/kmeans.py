@@ -7,20 +7,50 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..distributed import ensure_process_group, gather_rows, gather_varying, rank_and_world, row_slice
+from ..distributed import ensure_process_group, gather_rows, gather_varying, max_over_processes, rank_and_world, row_slice
 
 MAX_POINTS_PER_CENTROID = 256  # k-means trains on a sample of at most this many points per cluster (as FAISS)
 SEEDING_POINTS_PER_CENTROID = 32  # k-means++ draws its start from the first 32·k points of that sample
+CANDIDATES = 4  # nearest centroids FAISS proposes for each point
+NEAR_TIE = 2.0 ** -12  # closer than this × (|x|² + max |c|²), two centroids are compared again in float64
 
 
-def assign(points: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(squared L2 distance, index) of the nearest centroid of each point, computed locally."""
+def assign(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The index of the nearest centroid (squared L2) of each point; ties go to the lower index.
+
+    FAISS ranks the centroids in float32 through BLAS, whose rounding changes with the thread count and with
+    where a batch starts, so a point with two almost equidistant centroids could flip between runs that split
+    the points differently. A point whose best candidates lie closer than that rounding could reach is decided
+    again in float64, elementwise, which no split changes: one process and many give the same assignment."""
     import faiss
 
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+    if not len(points):
+        return np.zeros(0, np.int64)
     index = faiss.IndexFlatL2(centroids.shape[1])
-    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    dist, ids = index.search(np.ascontiguousarray(points, dtype=np.float32), 1)
-    return dist[:, 0], ids[:, 0]
+    index.add(centroids)
+    dist, ids = index.search(points, min(CANDIDATES, len(centroids)))
+    nearest = ids[:, 0].astype(np.int64)
+    if ids.shape[1] == 1:
+        return nearest
+    margin = NEAR_TIE * (np.einsum("ij,ij->i", points, points) + np.einsum("ij,ij->i", centroids, centroids).max())
+    near = dist[:, 1] - dist[:, 0] < margin
+    for rows in np.array_split(np.flatnonzero(near), max(1, int(near.sum()) // 4096)):
+        candidates = np.sort(ids[rows], axis=1)
+        crowded = dist[rows, -1] - dist[rows, 0] < margin[rows]  # every candidate is near: so may the next be
+        nearest[rows[~crowded]] = _exactly_nearest(points[rows[~crowded]], centroids, candidates[~crowded])
+        for row in rows[crowded]:
+            nearest[row] = _exactly_nearest(points[row:row + 1], centroids, np.arange(len(centroids))[None])[0]
+    return nearest
+
+
+def _exactly_nearest(points: np.ndarray, centroids: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Of each row's candidate centroids (sorted ids), the nearest by float64 distance, the first on ties."""
+    if not len(points):
+        return np.zeros(0, np.int64)
+    diff = points[:, None, :].astype(np.float64) - centroids[candidates].astype(np.float64)
+    return candidates[np.arange(len(points)), np.einsum("ijk,ijk->ij", diff, diff).argmin(1)]
 
 
 def kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -70,20 +100,31 @@ def kmeans(points: np.ndarray, k: int, *, iterations: int = 20, seed: int = 0, p
         local_sample = sample[lo:hi]
     centroids = kmeans_plus_plus(seeding, min(k, len(seeding)), rng)
     k = len(centroids)
-    local = torch.from_numpy(np.ascontiguousarray(local_sample, dtype=np.float32)).double()
+    local, scale = _fixed_point(local_sample, len(chosen))
     world = rank_and_world()[1]
     for _ in tqdm(range(iterations), desc=desc, disable=not progress, leave=False):
-        _, ids = assign(local_sample, centroids) if len(local_sample) else (None, np.zeros(0, np.int64))
-        ids = torch.from_numpy(ids)
-        sums = torch.zeros(k, points.shape[1], dtype=torch.float64).index_add_(0, ids, local)
-        counts = torch.bincount(ids, minlength=k).double()
+        ids = torch.from_numpy(assign(local_sample, centroids))
+        sums = torch.zeros(k, points.shape[1], dtype=torch.int64).index_add_(0, ids, local)
+        counts = torch.bincount(ids, minlength=k)
         if world > 1:
             dist = ensure_process_group()
             dist.all_reduce(sums)
             dist.all_reduce(counts)
         filled = counts > 0
-        centroids[filled.numpy()] = (sums[filled] / counts[filled, None]).float().numpy()
+        centroids[filled.numpy()] = (sums[filled].double() / scale / counts[filled, None]).float().numpy()
     if sharded:
-        return centroids, assign(points, centroids)[1] if len(points) else np.zeros(0, np.int64)
+        return centroids, assign(points, centroids)
     lo, hi, per = row_slice(n)
-    return centroids, gather_rows(assign(points[lo:hi], centroids)[1], n, per)
+    return centroids, gather_rows(assign(points[lo:hi], centroids), n, per)
+
+
+def _fixed_point(points: np.ndarray, count: int) -> tuple[torch.Tensor, float]:
+    """(points × 2^s rounded to int64, 2^s), the largest s for which `count` such rows (this process's and the
+    others') sum without overflow. Integer sums do not depend on their order, so the centroids come out the
+    same however the points are split across processes; 2^s keeps more bits than float32 has."""
+    bound = float(max_over_processes(float(np.abs(points).max()) if len(points) else 0.0))
+    scale = 2.0 ** np.floor(np.log2(2.0 ** 62 / (max(count, 1) * bound))) if bound > 0 else 1.0
+    fixed = torch.empty(points.shape, dtype=torch.int64)
+    for lo in range(0, len(points), 65536):
+        fixed[lo:lo + 65536] = torch.from_numpy(points[lo:lo + 65536]).double().mul_(scale).round_().long()
+    return fixed, scale

@@ -41,7 +41,7 @@ def retrieve(pool: Pool, seeds: Pool, *, mode: str = "sample", n: int = 4, clust
     else:
         clusters = clusters or max(2, int(round(np.sqrt(len(pool)))))
         centroids, labels = kmeans(pool.vectors, clusters, seed=seed, progress=progress)
-        _, seed_cluster = assign(seeds.vectors, centroids)
+        seed_cluster = assign(seeds.vectors, centroids)
         rng = np.random.default_rng(seed)
         rows, row_seed = [], []
         for c in np.unique(seed_cluster):
