@@ -12,8 +12,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..embeddings.ivfpq import checked_rows, embedding_parts
-from ..embeddings.store import EmbeddingsFileError, bad_vectors, embedding_matrix
+from ..embeddings.store import (
+    EmbeddingsFileError,
+    bad_vectors,
+    checked_rows,
+    collection_parts,
+    embedding_dimension,
+    embedding_matrix,
+    file_metadata,
+    row_groups,
+)
 from ..io import atomic_write
 
 
@@ -62,7 +70,7 @@ def read_pool(source, *, shard: bool = False) -> Pool:
     from ..distributed import rank_and_world, row_slice, sum_over_processes
 
     sources = [source] if isinstance(source, (str, Path)) else list(source)
-    parts = [p for s in sources for p in embedding_parts(s)]
+    parts = collection_parts(sources)
     counts = [checked_rows(p) for p in parts]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     total = int(offsets[-1])
@@ -70,13 +78,13 @@ def read_pool(source, *, shard: bool = False) -> Pool:
         raise EmbeddingsFileError(", ".join(map(str, sources)), "holds no embeddings (0 rows)")
     sharded = shard and rank_and_world()[1] > 1
     lo, hi, _ = row_slice(total) if sharded else (0, total, total)
-    metadata = {k.decode(): v.decode() for k, v in (pq.read_schema(parts[0]).metadata or {}).items()}
+    metadata = file_metadata(parts[0])
     vectors, paths, rows, unusable, columns, filled = None, [], [], [], {}, 0
     for part, start, end in zip(parts, offsets[:-1], offsets[1:]):
         a, b = max(lo, start) - start, min(hi, end) - start
         if b <= a:
             continue
-        for at, batch in _batches(part, a, b):  # a row group's batch at a time: a large file is never one table
+        for at, batch in row_groups(part, a, b):  # a row group's batch at a time: a large file is never one table
             matrix = embedding_matrix(batch.column("embedding"), part)
             if vectors is None:
                 vectors = np.empty((hi - lo, matrix.shape[1]), np.float32)
@@ -94,36 +102,12 @@ def read_pool(source, *, shard: bool = False) -> Pool:
                 if n not in ("path", "embedding"):
                     columns.setdefault(n, []).append(batch.column(n).to_numpy(zero_copy_only=False)[keep])
     if vectors is None:  # this process's slice is empty
-        vectors = np.zeros((0, _dimension(parts[0])), np.float32)
+        vectors = np.zeros((0, embedding_dimension(parts[0])), np.float32)
     vectors = _unit_rows(vectors[:filled])  # a view: the unusable rows' space stays unused
     columns = {k: np.concatenate(v) for k, v in columns.items()}
     return Pool(paths, vectors, columns, metadata or {}, unusable[:10] if sharded else unusable,
                 rows=np.concatenate(rows) if rows else np.zeros(0, np.int64), total=total,
                 unusable_count=sum_over_processes(len(unusable)) if sharded else len(unusable), sharded=sharded)
-
-
-def _batches(part: Path, a: int, b: int):
-    """(first row, table) covering rows [a, b) of one file, a row group at a time, reading only the groups
-    they touch (read_row_group: iter_batches keeps about as much again of the file in its buffers)."""
-    try:
-        file = pq.ParquetFile(part)
-        columns = [c for c in file.schema_arrow.names if c != "patch_tokens"]  # `embed --keep-patches`: not curation's
-        at = 0
-        for group in range(file.metadata.num_row_groups):
-            size = file.metadata.row_group(group).num_rows
-            lo, hi = max(a, at), min(b, at + size)
-            if hi > lo:
-                yield lo, file.read_row_group(group, columns=columns).slice(lo - at, hi - lo)
-            at += size
-    except (OSError, pa.ArrowException) as e:
-        raise EmbeddingsFileError(part, f"not a readable Parquet file ({e})") from None
-
-
-def _dimension(part: Path) -> int:
-    kind = pq.read_schema(part).field("embedding").type
-    if pa.types.is_fixed_size_list(kind):
-        return kind.list_size
-    return embedding_matrix(next(pq.ParquetFile(part).iter_batches(batch_size=1)).column("embedding"), part).shape[1]
 
 
 def _unit_rows(vectors: np.ndarray, chunk_rows: int = 65_536) -> np.ndarray:

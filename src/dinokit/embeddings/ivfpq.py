@@ -16,13 +16,22 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..distributed import ensure_process_group, rank_and_world, sum_over_processes
-from ..errors import InputFileError, UsageError, first_line
+from ..errors import UsageError
 from ..io import c_stdout_to_stderr, publish_folder, write_text_atomic
 from . import INDEX_FILE, META_FILE, PATHS_FILE
-from .store import EmbeddingsFileError, bad_vectors, embedding_matrix, open_embeddings, shard_files
+from .store import (
+    bad_vectors,
+    checked_rows,
+    collection_parts,
+    embedding_dimension,
+    embedding_matrix,
+    file_metadata,
+    open_embeddings,
+)
 
 IVFDATA_FILE = "index.ivfdata"
 RECALL_K = 10
@@ -36,36 +45,6 @@ def ivfpq_sizes(n: int, dim: int) -> dict:
     nlist = min(nlist, max(1, n // 39))
     m = max(d for d in range(1, max(1, dim // 8) + 1) if dim % d == 0)
     return {"nlist": nlist, "m": m, "train": min(n, 40 * nlist)}
-
-
-def embedding_parts(source) -> list[Path]:
-    """The Parquet files of an embeddings folder (its shards; any *.parquet when it has none) or the file."""
-    source = Path(source)
-    if source.is_file():
-        return [source]
-    if not source.is_dir():
-        raise FileNotFoundError(f"no embeddings at {source}")
-    parts = shard_files(source) or sorted(  # as pyarrow datasets: files and folders starting with "." or "_" are not data
-        p for p in source.rglob("*.parquet") if not any(n.startswith((".", "_")) for n in p.relative_to(source).parts))
-    if not parts:
-        raise InputFileError(source, "holds no Parquet files; `dinokit embed` writes them")
-    return parts
-
-
-def checked_rows(path: Path) -> int:
-    """The row count of an embeddings file whose columns are what `embed` writes (else the file is named)."""
-    try:
-        schema, rows = pq.read_schema(path), pq.read_metadata(path).num_rows
-    except (OSError, pa.ArrowException) as e:
-        raise EmbeddingsFileError(path, f"not a readable Parquet file ({first_line(e)})") from None
-    absent = [c for c in ("path", "embedding") if c not in schema.names]
-    if absent:
-        raise EmbeddingsFileError(path, f"has no column {', '.join(map(repr, absent))} (it has "
-                                  f"{', '.join(schema.names) or 'none'}); `dinokit embed` writes path and embedding")
-    kind = schema.field("embedding").type
-    if not (pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind) or pa.types.is_large_list(kind)):
-        raise EmbeddingsFileError(path, f"column 'embedding' must hold lists of numbers, not {kind}")
-    return rows
 
 
 def read_part(path: Path) -> tuple[list[str], np.ndarray]:
@@ -112,21 +91,20 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
     from tqdm.auto import tqdm
 
     rank, world = rank_and_world()
-    parts = embedding_parts(embeddings)
+    parts = collection_parts(embeddings)
     counts = [checked_rows(p) for p in parts]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     n = int(offsets[-1])
     if n < MIN_ROWS:
         raise UsageError(f"--kind ivfpq needs at least {MIN_ROWS} embeddings to train its quantisers; {embeddings} has {n}: "
                          "use --kind flat (exact) for so few")
-    _, meta = open_embeddings(parts[0])
-    dim = read_part(parts[0])[1].shape[1]
+    meta, dim = file_metadata(parts[0]), embedding_dimension(parts[0])
     sizes = ivfpq_sizes(n, dim)
     nlist, m = nlist or sizes["nlist"], m or sizes["m"]
     if dim % m:
         raise ValueError(f"m must divide the dimension {dim}, got {m}")
     held = min(holdout, n // 10)
-    settings = {"nlist": nlist, "m": m, "opq": opq, "train": min(n - held, 40 * nlist), "holdout": held,
+    settings = {"blocks": "index, exact top, paths", "nlist": nlist, "m": m, "opq": opq, "train": min(n - held, 40 * nlist), "holdout": held,
                 "seed": seed, "files": [[str(p), c] for p, c in zip(parts, counts)]}
     work = Path(str(output).rstrip("/") + ".work")
     if rank == 0:
@@ -159,8 +137,11 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
         if block.is_file():
             reused += 1
             continue
-        _, vectors = read_part(parts[i])
-        keep = np.flatnonzero(~bad_vectors(vectors))
+        paths, vectors = read_part(parts[i])
+        usable = ~bad_vectors(vectors)
+        keep = np.flatnonzero(usable)
+        pq.write_table(pa.table({"path": pa.array(paths, pa.string()), "usable": pa.array(usable)}),
+                       work / "blocks" / f"{i:06d}.paths.parquet")  # for the index's paths.parquet: no second read
         vectors = unit(vectors[keep])
         index = faiss.read_index(str(trained))
         index.add_with_ids(vectors, keep.astype(np.int64) + offsets[i])
@@ -188,12 +169,11 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
         found = index.search(queries, RECALL_K + 1)[1] if len(queries) else None
         with pq.ParquetWriter(tmp / PATHS_FILE, pa.schema([("path", pa.string())])) as writer:
             unusable, count = [], 0
-            for part in parts:
-                paths, vectors = read_part(part)
-                bad = bad_vectors(vectors)
-                unusable += [p for p, b in zip(paths, bad) if b][:10]
-                count += int(bad.sum())
-                writer.write_table(pa.table({"path": pa.array(paths, pa.string())}))
+            for i in range(len(parts)):
+                block = pq.read_table(work / "blocks" / f"{i:06d}.paths.parquet")
+                bad = block.filter(pc.invert(block.column("usable"))).column("path").to_pylist()
+                unusable, count = (unusable + bad)[:10], count + len(bad)
+                writer.write_table(block.select(["path"]))
         recall = round(recall_at(exact[1], found, query_rows), 4) if len(queries) else None
         meta = {**meta, "count": int(index.ntotal), "rows": n, "dim": dim, "kind": "ivfpq", "source": str(embeddings),
                 "nlist": nlist, "m": m, "opq": opq, "nprobe": min(nprobe, nlist), "trained_on": int(settings["train"]),

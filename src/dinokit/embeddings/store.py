@@ -215,3 +215,75 @@ def drop_unusable(paths: list[str], vectors: np.ndarray) -> tuple[list[str], np.
     if keep.all():
         return paths, vectors, [], keep
     return ([p for p, k in zip(paths, keep) if k], vectors[keep], [p for p, k in zip(paths, keep) if not k], keep)
+
+
+def embedding_parts(source) -> list[Path]:
+    """The Parquet files of an embeddings folder (its shards; any *.parquet when it has none) or the file."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise FileNotFoundError(f"no embeddings at {source}")
+    parts = shard_files(source) or sorted(  # as pyarrow datasets: files and folders starting with "." or "_" are not data
+        p for p in source.rglob("*.parquet") if not any(n.startswith((".", "_")) for n in p.relative_to(source).parts))
+    if not parts:
+        raise InputFileError(source, "holds no Parquet files; `dinokit embed` writes them")
+    return parts
+
+
+def checked_rows(path: Path) -> int:
+    """The row count of an embeddings file whose columns are what `embed` writes (else the file is named)."""
+    try:
+        schema, rows = pq.read_schema(path), pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowException) as e:
+        raise EmbeddingsFileError(path, f"not a readable Parquet file ({first_line(e)})") from None
+    absent = [c for c in ("path", "embedding") if c not in schema.names]
+    if absent:
+        raise EmbeddingsFileError(path, f"has no column {', '.join(map(repr, absent))} (it has "
+                                  f"{', '.join(schema.names) or 'none'}); `dinokit embed` writes path and embedding")
+    kind = schema.field("embedding").type
+    if not (pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind) or pa.types.is_large_list(kind)):
+        raise EmbeddingsFileError(path, f"column 'embedding' must hold lists of numbers, not {kind}")
+    return rows
+
+
+def row_groups(part: Path, a: int, b: int):
+    """(first row, table) covering rows [a, b) of one file, a row group at a time, reading only the groups
+    they touch (read_row_group: iter_batches keeps about as much again of the file in its buffers)."""
+    try:
+        file = pq.ParquetFile(part)
+        columns = [c for c in file.schema_arrow.names if c != "patch_tokens"]  # `embed --keep-patches`: not curation's
+        at = 0
+        for group in range(file.metadata.num_row_groups):
+            size = file.metadata.row_group(group).num_rows
+            lo, hi = max(a, at), min(b, at + size)
+            if hi > lo:
+                yield lo, file.read_row_group(group, columns=columns).slice(lo - at, hi - lo)
+            at += size
+    except (OSError, pa.ArrowException) as e:
+        raise EmbeddingsFileError(part, f"not a readable Parquet file ({e})") from None
+
+
+def embedding_dimension(part: Path) -> int:
+    """D of an embeddings file, from its schema (a fixed-size list) or its first row."""
+    kind = pq.read_schema(part).field("embedding").type
+    if pa.types.is_fixed_size_list(kind):
+        return kind.list_size
+    return embedding_matrix(next(pq.ParquetFile(part).iter_batches(batch_size=1)).column("embedding"), part).shape[1]
+
+
+def file_metadata(part: Path) -> dict[str, str]:
+    """The embedding settings `embed` wrote into a file's schema (model, resolution…)."""
+    return {k.decode(): v.decode() for k, v in (pq.read_schema(part).metadata or {}).items()}
+
+
+def collection_parts(source) -> list[Path]:
+    """The Parquet files of an embeddings folder, Parquet file or list of them, in row order."""
+    sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    return [p for s in sources for p in embedding_parts(s)]
+
+
+def collection_shape(source) -> tuple[int, int]:
+    """(rows, D) of an embeddings folder, Parquet file or list of them, from the files' footers alone."""
+    parts = collection_parts(source)
+    return sum(checked_rows(p) for p in parts), embedding_dimension(parts[0])
