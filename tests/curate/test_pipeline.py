@@ -72,6 +72,24 @@ def test_rerun_reuses_finished_steps_and_redoes_changed_ones(tmp_path):
     assert [s.get("resumed") for s in changed["steps"]] == [True, None] and changed["output_count"] == 200
 
 
+def test_a_pool_beyond_memory_is_deduplicated_through_an_on_disk_index(tmp_path, monkeypatch):
+    """From 4 GiB of vectors (`beyond_memory`, made true here for a small pool) the pipeline's first dedup
+    builds an IVF-PQ index of the pool's files beside the step and searches it: the same copies go."""
+    import importlib
+
+    from dinokit.curate import load_pipeline, run_pipeline
+
+    structured_pool(tmp_path)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"pool": "pool.parquet", "steps": [{"dedup": {}}]}))
+    exact = run_pipeline(load_pipeline(tmp_path / "c.yaml"), tmp_path / "exact", progress=False)
+    assert not (tmp_path / "exact" / "steps" / "01-dedup.index").exists()
+    monkeypatch.setattr(importlib.import_module("dinokit.curate.dedup"), "beyond_memory", lambda rows, dim: True)
+    on_disk = run_pipeline(load_pipeline(tmp_path / "c.yaml"), tmp_path / "disk", progress=False)
+    meta = json.loads((tmp_path / "disk" / "steps" / "01-dedup.index" / "meta.json").read_text())
+    assert meta["kind"] == "ivfpq" and meta["rows"] == exact["input"]
+    assert on_disk["duplicate_groups"] == exact["duplicate_groups"] and on_disk["output_count"] == exact["output_count"]
+
+
 def test_a_misspelt_step_setting_stops_the_pipeline_before_any_step(tmp_path):
     structured_pool(tmp_path)
     config = {"pool": "pool.parquet", "output": "out", "steps": [{"dedup": {}}, {"balance": {"targets": 300}}]}

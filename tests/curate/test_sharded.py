@@ -67,6 +67,33 @@ def test_dedup_through_an_ivfpq_index_on_two_processes_equals_one(tmp_path):
     assert wrong.returncode == 2 and "build it from the same embeddings" in wrong.stderr
 
 
+def test_sharded_dedup_of_a_large_pool_builds_and_reuses_an_on_disk_index(tmp_path):
+    """Past 10¹⁰ pairs an exact search split across processes takes hours, so `auto` builds an IVF-PQ index of
+    the pool beside the output and searches it; a rerun reuses it. 101k random vectors, 1000 planted copies."""
+    from dinokit.embeddings.store import write_shard
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(101_000, 32)).astype(np.float32)
+    originals, copies = rng.choice(len(vectors), 2000, replace=False).reshape(2, -1)
+    vectors[copies] = vectors[originals] + 0.05 * rng.normal(size=(1000, 32)).astype(np.float32)  # cosine ≈ 0.999
+    (tmp_path / "emb").mkdir()
+    for f, lo in enumerate(range(0, len(vectors), 30_000)):
+        write_shard(tmp_path / "emb" / f"part-r000-{f:06d}.parquet", {"dinokit.model": "test"},
+                    [f"img/{i:06d}.jpg" for i in range(lo, min(lo + 30_000, len(vectors)))], vectors[lo:lo + 30_000])
+    args = ["curate", "dedup", tmp_path / "emb", "-o", tmp_path / "two.parquet", "--keep", "first", "--json"]
+    two = torchrun(2, *args)
+    assert two.returncode == 0, two.stderr
+    summary, index = json.loads(two.stdout), tmp_path / "two.index"
+    assert summary["index"] == str(index) and json.loads((index / "meta.json").read_text())["kind"] == "ivfpq"
+    assert summary["removed"] >= 990 and summary["duplicate_groups"] == summary["removed"] <= 1000
+    removed = set(read_pool(tmp_path / "two.removed.parquet").paths)
+    assert removed <= {f"img/{max(o, c):06d}.jpg" for o, c in zip(originals, copies)}  # keep first: the later one goes
+    built = (index / "index.faiss").stat().st_mtime_ns
+    again = torchrun(2, *args)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["removed"] == summary["removed"] and (index / "index.faiss").stat().st_mtime_ns == built
+
+
 def test_balance_on_two_processes_equals_one(tmp_path):
     emb, n = planted_embeddings(tmp_path)
     args = ["curate", "balance", emb, "--target", "300", "--levels", "30", "10", "--json"]

@@ -71,6 +71,20 @@ def test_ivfpq_index_searches_like_exact_search(tmp_path):
         EmbeddingIndex(tmp_path / "idx", nprobe=4).search(vectors[queries[:20]], 5)
 
 
+def test_auto_keeps_the_vectors_on_disk_from_four_gib(tmp_path, monkeypatch):
+    """`index --kind auto` builds IVF-PQ once the float32 vectors reach ON_DISK_BYTES (4 GiB: lowered here to
+    this collection's size), the in-memory kinds below it."""
+    from dinokit.embeddings import index as index_module
+
+    write_embeddings(tmp_path / "emb", families(np.random.default_rng(2), 500))
+    monkeypatch.setattr(index_module, "ON_DISK_BYTES", 5000 * DIM * 4 + 1)
+    assert index_module.build_index(tmp_path / "emb", tmp_path / "memory")["kind"] == "flat"
+    monkeypatch.setattr(index_module, "ON_DISK_BYTES", 5000 * DIM * 4)
+    meta = index_module.build_index(tmp_path / "emb", tmp_path / "disk", nprobe=8)
+    assert (meta["kind"], meta["nprobe"], meta["count"]) == ("ivfpq", 8, 5000)
+    assert (tmp_path / "disk" / "index.ivfdata").is_file()
+
+
 def test_two_torchrun_processes_build_the_one_process_index(tmp_path):
     vectors = families(np.random.default_rng(1), 600)
     write_embeddings(tmp_path / "emb", vectors, files=5)

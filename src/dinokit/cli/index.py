@@ -14,8 +14,7 @@ def run(args) -> int:
     from ..features import build_index
 
     replaced = (Path(args.output) / INDEX_FILE).is_file()
-    ivfpq = {"nlist": args.nlist, "m": args.m, "opq": args.opq, "nprobe": args.nprobe, "progress": not args.json} \
-        if args.kind == "ivfpq" else {}
+    ivfpq = {"nlist": args.nlist, "m": args.m, "opq": args.opq, "nprobe": args.nprobe, "progress": not args.json}
     meta = build_index(args.embeddings, args.output, kind=args.kind, **ivfpq)
     if not is_main_process():
         return EXIT_OK
@@ -33,8 +32,8 @@ def register(sub) -> None:
     p.add_argument("embeddings", help="embeddings folder or Parquet file (`dinokit embed`)")
     p.add_argument("-o", "--output", required=True, help="index folder")
     p.add_argument("--kind", default="auto", choices=INDEX_KINDS,
-                   help="auto: exact below 100k vectors, IVF above; ivfpq: larger than memory (built file by file, "
-                        "merged on disk, memory-mapped; under torchrun each rank fills its share)")
+                   help="auto: exact below 100k vectors, IVF up to 4 GiB of vectors, ivfpq beyond; ivfpq: larger than "
+                        "memory (built file by file, merged on disk, memory-mapped; under torchrun each rank fills its share)")
     p.add_argument("--nlist", type=positive_int, help="ivfpq: inverted lists (default: the power of two nearest √N)")
     p.add_argument("--m", type=positive_int, help="ivfpq: bytes per vector, a divisor of the dimension (default D/8)")
     p.add_argument("--opq", action="store_true", help="ivfpq: rotate the vectors first (OPQ): better recall, slower build")

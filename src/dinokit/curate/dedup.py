@@ -6,12 +6,21 @@ import numpy as np
 
 from ..distributed import gather_varying, sum_over_processes
 from ..embeddings import DUPLICATE_NEIGHBOURS, components, duplicate_edges, duplicate_labels
-from ..embeddings.neighbors import sharded_duplicate_labels, sharded_knn
+from ..embeddings.index import beyond_memory
+from ..embeddings.ivfpq import MIN_ROWS
+from ..embeddings.neighbors import EXACT_PAIRS, sharded_duplicate_labels, sharded_knn
 from . import KEEP
 from .pool import Pool
 from .result import StepResult
 
 DEFAULT_THRESHOLD = 0.95
+
+
+def wants_on_disk_index(rows: int, dim: int, *, sharded: bool) -> bool:
+    """Whether dedup's `auto` searches an IVF-PQ index on disk: from 4 GiB of vectors (as `dinokit index`),
+    and, for a pool split across processes (which have no in-memory IVF), once an exact search would compare
+    more than 10¹⁰ pairs."""
+    return beyond_memory(rows, dim) or (sharded and rows * rows > EXACT_PAIRS and rows >= MIN_ROWS)
 
 
 def representatives(pool: Pool, labels: np.ndarray, keep: str) -> np.ndarray:

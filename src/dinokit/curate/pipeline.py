@@ -23,10 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from ..distributed import ensure_process_group, gather_varying, rank_and_world
+from ..embeddings import INDEX_KINDS, META_FILE
+from ..embeddings.ivfpq import build_ivfpq_index
+from ..embeddings.store import collection_shape
 from ..io import read_yaml, write_text_atomic
 from .balance import balance
 from .decontaminate import decontaminate
-from .dedup import dedup
+from .dedup import dedup, wants_on_disk_index
 from .pool import read_pool, write_pool
 from .report import cluster_size_plot, write_report
 from .retrieve import retrieve
@@ -101,6 +104,9 @@ def run_step(step: str, embeddings, output, *, progress: bool = True, **settings
         raise ValueError(f"curation step must be one of {sorted(STEPS)}, got {step!r}")
     rank, world = rank_and_world()
     sharded = world > 1 and step in SHARDED_STEPS
+    stem = str(output)[: -len(".parquet")] if str(output).endswith(".parquet") else str(output)
+    if step == "dedup":
+        settings = auto_dedup_index(embeddings, Path(stem + ".index"), settings, sharded=sharded, progress=progress and rank == 0)
     pool = read_pool(embeddings, shard=sharded)
     pool.consumable = True  # read for this step alone: its kept rows may take the pool's memory
     levels = None
@@ -109,7 +115,6 @@ def run_step(step: str, embeddings, output, *, progress: bool = True, **settings
         levels = Path(f"{output}.levels") / key[:16]
         settings = {**settings, "checkpoint": levels}
     result = STEPS[step](pool, **read_pool_arguments(step, settings), progress=progress and rank == 0)
-    stem = str(output)[: -len(".parquet")] if str(output).endswith(".parquet") else str(output)
     if sharded:
         write_pool(result.kept, Path(output) / f"part-r{rank:03d}.parquet")
         if result.removed is not None:
@@ -119,6 +124,8 @@ def run_step(step: str, embeddings, output, *, progress: bool = True, **settings
         if result.removed is not None:
             write_pool(result.removed, stem + ".removed.parquet")
     summary = {**result.summary, **_unusable(pool)}
+    if step == "dedup" and settings.get("index", "auto") not in INDEX_KINDS:
+        summary["index"] = str(settings["index"])
     if sharded:
         summary["rows_per_process"] = gather_varying(np.array([len(pool)])).tolist()
     if result.removed is not None:
@@ -129,6 +136,22 @@ def run_step(step: str, embeddings, output, *, progress: bool = True, **settings
         if rank == 0:
             shutil.rmtree(levels.parent, ignore_errors=True)
     return summary
+
+
+def auto_dedup_index(source, folder: Path, settings: dict, *, sharded: bool, progress: bool) -> dict:
+    """dedup's settings, with `index` the folder of an IVF-PQ index of `source` (built there unless the one
+    already there is of the same files) when `index` is auto and the pool is too large for an exact search
+    (`wants_on_disk_index`). The index stays: `dinokit search` can use it, and a rerun reuses it."""
+    if settings.get("index", "auto") != "auto":
+        return settings
+    rows, dim = collection_shape(source)
+    if not wants_on_disk_index(rows, dim, sharded=sharded):
+        return settings
+    meta = folder / META_FILE
+    built = json.loads(meta.read_text()) if meta.is_file() else {}
+    if (built.get("rows"), built.get("source")) != (rows, str(source)):
+        build_ivfpq_index(source, folder, progress=progress)
+    return {**settings, "index": str(folder)}
 
 
 def _unusable(pool) -> dict:
@@ -163,6 +186,9 @@ def run_pipeline(config: dict, output=None, *, progress: bool = True) -> dict:
         else:
             start = time.perf_counter()
             extra = {"checkpoint": out / "steps" / f"{i + 1:02d}-balance.levels" / digest[:16]} if name == "balance" else {}
+            if name == "dedup" and i == 0:  # the pool as read: an index of its files fits it
+                args = auto_dedup_index(config["pool"], Path(f"{stem}.index"), args, sharded=False,
+                                        progress=progress and rank == 0)
             result = STEPS[name](pool, **read_pool_arguments(name, args), progress=progress and rank == 0, **extra)
             summary = {**result.summary, "seconds": round(time.perf_counter() - start, 2)}
             pool, removed = result.kept, result.removed

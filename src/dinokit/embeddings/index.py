@@ -16,9 +16,15 @@ import pyarrow.parquet as pq
 from ..errors import InputFileError, first_line
 from ..io import c_stdout_to_stderr, publish_folder, read_json
 from . import INDEX_FILE, INDEX_KINDS, META_FILE, PATHS_FILE
-from .store import drop_unusable, read_embeddings
+from .store import collection_shape, drop_unusable, read_embeddings
 
 EXACT_LIMIT = 100_000  # below this many vectors an exact (flat) index is fast enough and loses nothing
+ON_DISK_BYTES = 4 * 2 ** 30  # from this many bytes of float32 vectors, `auto` means the on-disk IVF-PQ index
+
+
+def beyond_memory(rows: int, dim: int) -> bool:
+    """Whether `auto` keeps the vectors out of memory (IVF-PQ, `ivfpq.py`): from 4 GiB of them (2.8M × 384)."""
+    return rows * dim * 4 >= ON_DISK_BYTES
 
 
 def _faiss():
@@ -55,9 +61,12 @@ def build_faiss_index(vectors: np.ndarray, kind: str = "auto", nlist: int | None
 
 def build_index(embeddings, output, kind: str = "auto", **ivfpq) -> dict:
     """`dinokit index`: an embeddings folder/file → an index folder, published as one unit (a kill leaves
-    the old index or the new one). Rows whose embedding is NaN or all zeros are left out and counted in
+    the old index or the new one). kind "auto": exact below 100k vectors, IVF in memory up to 4 GiB of
+    vectors, IVF-PQ on disk beyond. Rows whose embedding is NaN or all zeros are left out and counted in
     the returned meta (`unusable`). Returns meta. kind "ivfpq": larger than memory, built file by file
-    (`ivfpq.build_ivfpq_index`, whose keywords `ivfpq` are)."""
+    (`ivfpq.build_ivfpq_index`, whose keywords `ivfpq` are; the other kinds ignore them)."""
+    if kind == "auto" and beyond_memory(*collection_shape(embeddings)):
+        kind = "ivfpq"
     if kind == "ivfpq":
         from .ivfpq import build_ivfpq_index
 
