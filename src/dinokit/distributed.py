@@ -52,6 +52,17 @@ def gather_varying(local):
     return torch.cat([part[:n] for part, n in zip(parts, sizes)]).numpy()
 
 
+def gather_objects(local) -> list:
+    """Every process's picklable value, in rank order ([local] for one process). Only for values this job made
+    (paths): never for anything read from an upload or a checkpoint."""
+    if rank_and_world()[1] == 1:
+        return [local]
+    dist = ensure_process_group()
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, local)
+    return out
+
+
 def sum_over_processes(value):
     """A number (or numpy array) summed over the processes (a no-op for one)."""
     return _reduce_over_processes(value, "SUM")
@@ -73,6 +84,12 @@ def _reduce_over_processes(value, op: str):
     dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op))
     out = tensor.numpy()
     return out.item() if np.ndim(value) == 0 else out
+
+
+def barrier() -> None:
+    """Waits for every process (a no-op for one)."""
+    if rank_and_world()[1] > 1:
+        ensure_process_group().barrier()
 
 
 def ensure_process_group():

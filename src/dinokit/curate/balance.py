@@ -116,12 +116,11 @@ def balance(pool: Pool, target: int, *, levels: list[int] | None = None, strateg
     chosen = balanced_sample(labels, target, strategy=strategy, distances=distances, seed=seed)
     mine = chosen[(chosen >= offset) & (chosen < offset + len(pool))] - offset
     kept = pool.take(mine, last=True).with_columns(**{f"cluster_l{i + 1}": local[mine, i] for i in range(len(levels))})
-    rows = chosen
     before = np.bincount(labels[:, 0], minlength=levels[0])
-    after = np.bincount(labels[rows, 0], minlength=levels[0])
+    after = np.bincount(labels[chosen, 0], minlength=levels[0])
     return StepResult(kept, None, {
         "step": "balance", "target": target, "levels": levels, "strategy": strategy, "input": size,
-        "kept": len(rows), "removed": size - len(rows),
-        "entropy_before": round(entropy(labels[:, 0]), 4), "entropy_after": round(entropy(labels[rows, 0]), 4),
+        "kept": len(chosen), "removed": size - len(chosen),
+        "entropy_before": round(entropy(labels[:, 0]), 4), "entropy_after": round(entropy(labels[chosen, 0]), 4),
         "max_entropy": round(float(np.log(levels[0])), 4),
         "cluster_sizes_before": before.tolist(), "cluster_sizes_after": after.tolist()})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..distributed import gather_varying, sum_over_processes
+from ..distributed import gather_objects, gather_varying, sum_over_processes
 from ..embeddings import DUPLICATE_NEIGHBOURS, components, duplicate_edges, duplicate_labels
 from ..embeddings.index import beyond_memory
 from ..embeddings.ivfpq import MIN_ROWS
@@ -133,20 +133,13 @@ def _dedup_sharded(pool: Pool, threshold: float, *, k: int, keep: str, index, pr
     `sharded_duplicate_labels`; then only the members of duplicate groups (paths, and vectors for
     keep=centroid) are gathered, every process chooses the same representatives, and each keeps or removes
     its own rows. One process gives the same result."""
-    import torch.distributed as dist
-
     labels, scores, ids = sharded_duplicate_labels(pool.vectors, pool.rows, pool.total, threshold, k=k, index=index,
                                                    progress=progress)
     sizes = np.bincount(labels, minlength=1)
     local = labels[pool.rows]
     grouped = np.flatnonzero(sizes[local] > 1)
     members_rows = gather_varying(pool.rows[grouped])
-    paths = [None] * dist.get_world_size() if dist.is_initialized() else None
-    if paths is not None:
-        dist.all_gather_object(paths, [pool.paths[i] for i in grouped])
-        paths = [p for part in paths for p in part]
-    else:
-        paths = [pool.paths[i] for i in grouped]
+    paths = [p for part in gather_objects([pool.paths[i] for i in grouped]) for p in part]
     vectors = gather_varying(pool.vectors[grouped]) if keep == "centroid" else np.zeros((len(members_rows), 1), np.float32)
     members = Pool(paths, vectors)
     member_labels = labels[members_rows]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..distributed import ensure_process_group, gather_varying, rank_and_world
+from ..distributed import barrier, gather_varying, rank_and_world
 from ..embeddings import INDEX_KINDS, META_FILE
 from ..embeddings.ivfpq import build_ivfpq_index
 from ..embeddings.store import collection_shape
@@ -131,8 +131,7 @@ def run_step(step: str, embeddings, output, *, progress: bool = True, **settings
     if result.removed is not None:
         summary["removed_file"] = stem + ".removed.parquet"
     if levels is not None:
-        if world > 1:
-            ensure_process_group().barrier()
+        barrier()
         if rank == 0:
             shutil.rmtree(levels.parent, ignore_errors=True)
     return summary

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..distributed import ensure_process_group, rank_and_world, sum_over_processes
+from ..distributed import barrier, rank_and_world, sum_over_processes
 from ..errors import UsageError
 from ..io import c_stdout_to_stderr, publish_folder, write_text_atomic
 from . import INDEX_FILE, META_FILE, PATHS_FILE
@@ -104,7 +104,8 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
     if dim % m:
         raise ValueError(f"m must divide the dimension {dim}, got {m}")
     held = min(holdout, n // 10)
-    settings = {"blocks": "index, exact top, paths", "nlist": nlist, "m": m, "opq": opq, "train": min(n - held, 40 * nlist), "holdout": held,
+    settings = {"blocks": "index, exact top, paths", "nlist": nlist, "m": m, "opq": opq,
+                "train": min(n - held, 40 * nlist), "holdout": held,
                 "seed": seed, "files": [[str(p), c] for p, c in zip(parts, counts)]}
     work = Path(str(output).rstrip("/") + ".work")
     if rank == 0:
@@ -112,7 +113,7 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
             shutil.rmtree(work)  # another build's blocks: not reusable
         (work / "blocks").mkdir(parents=True, exist_ok=True)
         write_text_atomic(work / "settings.json", json.dumps(settings))
-    _barrier(world)
+    barrier()
 
     rng = np.random.default_rng(seed)
     chosen = rng.choice(n, size=settings["train"] + settings["holdout"], replace=False)
@@ -126,7 +127,7 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
         index.train(sample)
         faiss.write_index(index, str(work / "trained.tmp"))
         (work / "trained.tmp").rename(trained)
-    _barrier(world)
+    barrier()
     queries = _rows(parts, offsets, query_rows)
     usable_queries = ~bad_vectors(queries)
     queries, query_rows = unit(queries[usable_queries]), query_rows[usable_queries]
@@ -153,7 +154,7 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
         (work / "blocks" / f"{i:06d}.tmp").rename(block)  # the block is finished only when this name exists
     reused = sum_over_processes(reused)
     if rank != 0:
-        _barrier(world)
+        barrier()
         return json.loads((Path(output) / META_FILE).read_text())
 
     exact = (np.full((len(queries), 0), -np.inf, np.float32), np.full((len(queries), 0), -1, np.int64))
@@ -182,7 +183,7 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         del index
     shutil.rmtree(work, ignore_errors=True)
-    _barrier(world)
+    barrier()
     return meta
 
 
@@ -194,8 +195,3 @@ def _rows(parts: list[Path], offsets: np.ndarray, rows: np.ndarray) -> np.ndarra
         if hi > lo:
             out.append(read_part(part)[1][rows[lo:hi] - offsets[i]])
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        ensure_process_group().barrier()

@@ -82,12 +82,13 @@ def sharded_knn(local: np.ndarray, rows: np.ndarray, k: int, *, index=None, batc
 
     scores = np.full((len(local), k), -np.inf, np.float32)
     ids = np.full((len(local), k), -1, np.int64)
-    steps = int(np.max(gather_varying(np.array([-(-len(local) // batch_size)]))))
-    for step in tqdm(range(steps), desc="k-NN", unit="batch", disable=not progress, leave=False):
+    lengths = gather_varying(np.array([len(local)]))  # every process's rows: each step's batch sizes follow
+    rank = rank_and_world()[0]
+    for step in tqdm(range(-(-int(lengths.max()) // batch_size)), desc="k-NN", unit="batch", disable=not progress, leave=False):
         lo, hi = step * batch_size, min((step + 1) * batch_size, len(local))
         mine = local[lo:hi] if lo < len(local) else local[:0]
-        sizes = gather_varying(np.array([len(mine)]))
-        start = int(sizes[: rank_and_world()[0]].sum())
+        sizes = np.clip(lengths - lo, 0, batch_size)
+        start = int(sizes[:rank].sum())
         queries = gather_varying(mine)
         if index is not None:
             found = np.full((len(mine), k), -1, np.int64)
