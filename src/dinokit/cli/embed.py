@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import EXIT_OK, EXIT_PARTIAL
+from ..features import ENGINES
 from ..features.pooling import POOLINGS
 from .options import add_interpolate_mode, is_main_process, non_negative_int, positive_float, positive_int
 
@@ -72,7 +73,7 @@ def register(sub) -> None:
     p.add_argument("--flush-seconds", type=positive_float, default=60.0,
                    help="also write a shard once its first image waited this long (default 60): a killed job keeps "
                         "all but the last minute's work")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
+    p.add_argument("--engine", choices=ENGINES, default="local",
                    help="local (default: this process, or each torchrun rank) or ray (Ray Data on a local Ray or the "
                         "cluster of --address; pip install 'dinokit[ray]')")
     p.add_argument("--address", help="--engine ray: the cluster (default: RAY_ADDRESS, else a local Ray)")

@@ -1,6 +1,8 @@
 """Features at scale: embedding folders into Parquet, searching them, and pictures of the features."""
 from ..lazy import lazy_exports
 
+ENGINES = ("local", "ray")  # embed: this process (or each torchrun rank), or Ray Data (ray_engine.py)
+
 _EXPORTS = {  # module → the names it gives the package, imported on first use
     "..embeddings": ["EmbeddingIndex", "Hit", "build_index", "duplicate_groups", "read_embeddings"],
     ".embed": ["EmbedSummary", "UsageError", "embed"],

@@ -33,10 +33,10 @@ from ..runtime.cpu import fast_path
 from ..runtime.images import run_over_images
 from ..weights import model_identity, weights_fingerprint
 from ..weights.pretrained import model_family
+from . import ENGINES
 from .pooling import POOLINGS, pool
 
 DINOTXT_EMBEDDING = "dino.txt image embedding ([vision-head CLS, mean of vision-head patches]; search it with text)"
-ENGINES = ("local", "ray")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 
@@ -105,6 +105,11 @@ class EmbedOptions:
     ray_actors: tuple[int, int] | None = None  # (min, max) model actors (default: one per GPU, or per 4 CPUs)
     ray_gpus_per_actor: float | None = None  # default: 1 when the cluster has GPUs
     ray_cpus_per_actor: int = 1  # a model actor's CPUs (its torch threads)
+
+    @property
+    def rows_per_shard(self) -> int:
+        """`shard_size`, or its default: 4096 images, 128 with patch tokens (about 200 MB of them at ViT-S)."""
+        return self.shard_size or (128 if self.keep_patches else 4096)
 
     @property
     def torch_device(self) -> torch.device:
@@ -201,6 +206,7 @@ def embed_with(inputs, output: str | os.PathLike, options: EmbedOptions, *, prog
         if mine and options.engine == "ray":
             from .ray_engine import embed_on_ray
 
+            net = None  # the driver loaded it only for the settings' weight fingerprint: the actors load their own
             embed_on_ray(mine, out, options, processor, crop, metadata, summary, progress=progress)
         elif mine:
             _embed_paths(net, mine, processor, crop, options, writer, summary, progress=progress and rank == 0,
@@ -251,7 +257,7 @@ class _ShardSink:
 
     def __init__(self, writer: ShardWriter, options: EmbedOptions, prefix: int, summary: EmbedSummary, bar):
         self.writer, self.options, self.prefix, self.summary, self.bar = writer, options, prefix, summary, bar
-        self.shard_size = options.shard_size or (128 if options.keep_patches else 4096)
+        self.shard_size = options.rows_per_shard
         self.paths, self.embeddings, self.patches, self.failures = [], [], [], []
         self.since = time.monotonic()
 

@@ -194,8 +194,7 @@ def embed_on_ray(todo: list[str], out: Path, options, processor, crop, metadata:
     from tqdm import tqdm
 
     connect(options.ray_address)
-    shard_size = options.shard_size or (128 if options.keep_patches else 4096)
-    manifest, pending = plan_shards(out, sorted(todo), shard_size)
+    manifest, pending = plan_shards(out, sorted(todo), options.rows_per_shard)
     for shard in pending:  # an unfinished shard's failures from a killed run: it is done again whole
         failure_file(out, shard).unlink(missing_ok=True)
     items = [{"shard": s, "path": p} for s in pending for p in manifest[s]]
