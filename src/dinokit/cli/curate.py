@@ -68,8 +68,9 @@ def register(sub) -> None:
             q.add_argument("--threshold", type=float, help="cosine similarity of a near-duplicate (default 0.95)")
         if name != "balance":
             q.add_argument("--index", help=f"FAISS index: {', '.join(INDEX_KINDS[:3])} (auto: exact below 10⁴ vectors or 10¹⁰ "
-                                           "pairs), or the folder of an index of the same embeddings (`dinokit index "
-                                           "--kind ivfpq`, searched on disk)")
+                                           "pairs, IVF above; dedup builds IVF-PQ on disk beside the output from 4 GiB of "
+                                           "vectors, or past 10¹⁰ pairs under torchrun), or the folder of an index of the "
+                                           "same embeddings (`dinokit index --kind ivfpq`, searched on disk)")
     cu.choices["dedup"].add_argument("--nprobe", type=positive_int, help="with an index folder: lists visited per query")
     cu.choices["dedup"].add_argument("--k", type=positive_int, help="neighbours per image in the duplicate graph (64)")
     cu.choices["dedup"].add_argument("--keep", choices=KEEP,
