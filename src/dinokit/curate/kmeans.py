@@ -12,6 +12,7 @@ from ..distributed import ensure_process_group, gather_rows, gather_varying, max
 MAX_POINTS_PER_CENTROID = 256  # k-means trains on a sample of at most this many points per cluster (as FAISS)
 SEEDING_POINTS_PER_CENTROID = 32  # k-means++ draws its start from the first 32·k points of that sample
 CANDIDATES = 4  # nearest centroids FAISS proposes for each point
+ASSIGN_CHUNK = 262_144  # points assigned at a time
 NEAR_TIE = 2.0 ** -12  # closer than this × (|x|² + max |c|²), two centroids are compared again in float64
 
 
@@ -24,12 +25,17 @@ def assign(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     again in float64, elementwise, which no split changes: one process and many give the same assignment."""
     import faiss
 
-    points = np.ascontiguousarray(points, dtype=np.float32)
     centroids = np.ascontiguousarray(centroids, dtype=np.float32)
-    if not len(points):
-        return np.zeros(0, np.int64)
     index = faiss.IndexFlatL2(centroids.shape[1])
     index.add(centroids)
+    nearest = np.zeros(len(points), np.int64)
+    for lo in range(0, len(points), ASSIGN_CHUNK):  # the candidates of a chunk at a time, not of millions of points
+        nearest[lo:lo + ASSIGN_CHUNK] = _assign_chunk(np.ascontiguousarray(points[lo:lo + ASSIGN_CHUNK], dtype=np.float32),
+                                                      centroids, index)
+    return nearest
+
+
+def _assign_chunk(points: np.ndarray, centroids: np.ndarray, index) -> np.ndarray:
     dist, ids = index.search(points, min(CANDIDATES, len(centroids)))
     nearest = ids[:, 0].astype(np.int64)
     if ids.shape[1] == 1:
