@@ -102,7 +102,7 @@ def read_pool(source, *, shard: bool = False) -> Pool:
                 if n not in ("path", "embedding"):
                     columns.setdefault(n, []).append(batch.column(n).to_numpy(zero_copy_only=False)[keep])
     if vectors is None:  # this process's slice is empty
-        vectors = np.zeros((0, embedding_dimension(parts[0])), np.float32)
+        vectors = np.zeros((0, embedding_dimension(next(p for p, c in zip(parts, counts) if c))), np.float32)
     vectors = _unit_rows(vectors[:filled])  # a view: the unusable rows' space stays unused
     columns = {k: np.concatenate(v) for k, v in columns.items()}
     return Pool(paths, vectors, columns, metadata or {}, unusable[:10] if sharded else unusable,

@@ -98,7 +98,7 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
     if n < MIN_ROWS:
         raise UsageError(f"--kind ivfpq needs at least {MIN_ROWS} embeddings to train its quantisers; {embeddings} has {n}: "
                          "use --kind flat (exact) for so few")
-    meta, dim = file_metadata(parts[0]), embedding_dimension(parts[0])
+    meta, dim = file_metadata(parts[0]), embedding_dimension(next(p for p, c in zip(parts, counts) if c))
     sizes = ivfpq_sizes(n, dim)
     nlist, m = nlist or sizes["nlist"], m or sizes["m"]
     if dim % m:

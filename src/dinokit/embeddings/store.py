@@ -269,7 +269,10 @@ def embedding_dimension(part: Path) -> int:
     kind = pq.read_schema(part).field("embedding").type
     if pa.types.is_fixed_size_list(kind):
         return kind.list_size
-    return embedding_matrix(next(pq.ParquetFile(part).iter_batches(batch_size=1)).column("embedding"), part).shape[1]
+    first = next((b for b in pq.ParquetFile(part).iter_batches(batch_size=1, columns=["embedding"]) if b.num_rows), None)
+    if first is None:
+        raise EmbeddingsFileError(part, "holds no embeddings (0 rows)")
+    return embedding_matrix(first.column("embedding"), part).shape[1]
 
 
 def file_metadata(part: Path) -> dict[str, str]:
@@ -286,4 +289,7 @@ def collection_parts(source) -> list[Path]:
 def collection_shape(source) -> tuple[int, int]:
     """(rows, D) of an embeddings folder, Parquet file or list of them, from the files' footers alone."""
     parts = collection_parts(source)
-    return sum(checked_rows(p) for p in parts), embedding_dimension(parts[0])
+    counts = [checked_rows(p) for p in parts]
+    if not sum(counts):
+        raise EmbeddingsFileError(", ".join(map(str, parts)), "holds no embeddings (0 rows)")
+    return sum(counts), embedding_dimension(next(p for p, c in zip(parts, counts) if c))
