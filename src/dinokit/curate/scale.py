@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import time
@@ -67,8 +68,11 @@ def run_measured(argv: list[str], report: Path) -> int:
 def step(name: str, processes: int, argv: list[str], workdir: Path) -> dict:
     report = workdir / "reports" / f"{name}-p{processes}"
     report.parent.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as sock:  # a free port: a fixed one collides with any other torchrun on the machine
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes), "--master-port",
-               str(29500 + processes), "-m", "dinokit.curate.scale", "--measure", str(report), "--", *argv]
+               str(port), "-m", "dinokit.curate.scale", "--measure", str(report), "--", *argv]
     threads = str(max(1, (os.cpu_count() or 1) // processes))  # the machine's cores, shared out
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": threads})
