@@ -15,9 +15,8 @@ import pyarrow.parquet as pq
 from ..embeddings.store import (
     EmbeddingsFileError,
     bad_vectors,
-    checked_rows,
-    collection_parts,
-    embedding_dimension,
+    collection_dimension,
+    collection_files,
     embedding_matrix,
     file_metadata,
     row_groups,
@@ -70,9 +69,7 @@ def read_pool(source, *, shard: bool = False) -> Pool:
     from ..distributed import rank_and_world, row_slice, sum_over_processes
 
     sources = [source] if isinstance(source, (str, Path)) else list(source)
-    parts = collection_parts(sources)
-    counts = [checked_rows(p) for p in parts]
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    parts, offsets = collection_files(sources)
     total = int(offsets[-1])
     if total == 0:
         raise EmbeddingsFileError(", ".join(map(str, sources)), "holds no embeddings (0 rows)")
@@ -102,7 +99,7 @@ def read_pool(source, *, shard: bool = False) -> Pool:
                 if n not in ("path", "embedding"):
                     columns.setdefault(n, []).append(batch.column(n).to_numpy(zero_copy_only=False)[keep])
     if vectors is None:  # this process's slice is empty
-        vectors = np.zeros((0, embedding_dimension(next(p for p, c in zip(parts, counts) if c))), np.float32)
+        vectors = np.zeros((0, collection_dimension(parts, offsets)), np.float32)
     vectors = _unit_rows(vectors[:filled])  # a view: the unusable rows' space stays unused
     columns = {k: np.concatenate(v) for k, v in columns.items()}
     return Pool(paths, vectors, columns, metadata or {}, unusable[:10] if sharded else unusable,

@@ -25,9 +25,8 @@ from ..io import c_stdout_to_stderr, publish_folder, write_text_atomic
 from . import INDEX_FILE, META_FILE, PATHS_FILE
 from .store import (
     bad_vectors,
-    checked_rows,
-    collection_parts,
-    embedding_dimension,
+    collection_dimension,
+    collection_files,
     embedding_matrix,
     file_metadata,
     open_embeddings,
@@ -91,14 +90,12 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
     from tqdm.auto import tqdm
 
     rank, world = rank_and_world()
-    parts = collection_parts(embeddings)
-    counts = [checked_rows(p) for p in parts]
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    parts, offsets = collection_files(embeddings)
     n = int(offsets[-1])
     if n < MIN_ROWS:
         raise UsageError(f"--kind ivfpq needs at least {MIN_ROWS} embeddings to train its quantisers; {embeddings} has {n}: "
                          "use --kind flat (exact) for so few")
-    meta, dim = file_metadata(parts[0]), embedding_dimension(next(p for p, c in zip(parts, counts) if c))
+    meta, dim = file_metadata(parts[0]), collection_dimension(parts, offsets)
     sizes = ivfpq_sizes(n, dim)
     nlist, m = nlist or sizes["nlist"], m or sizes["m"]
     if dim % m:
@@ -106,7 +103,7 @@ def build_ivfpq_index(embeddings, output, *, nlist: int | None = None, m: int | 
     held = min(holdout, n // 10)
     settings = {"blocks": "index, exact top, paths", "nlist": nlist, "m": m, "opq": opq,
                 "train": min(n - held, 40 * nlist), "holdout": held,
-                "seed": seed, "files": [[str(p), c] for p, c in zip(parts, counts)]}
+                "seed": seed, "files": [[str(p), c] for p, c in zip(parts, np.diff(offsets).tolist())]}
     work = Path(str(output).rstrip("/") + ".work")
     if rank == 0:
         if (work / "settings.json").is_file() and json.loads((work / "settings.json").read_text()) != settings:

@@ -280,16 +280,23 @@ def file_metadata(part: Path) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in (pq.read_schema(part).metadata or {}).items()}
 
 
-def collection_parts(source) -> list[Path]:
-    """The Parquet files of an embeddings folder, Parquet file or list of them, in row order."""
+def collection_files(source) -> tuple[list[Path], np.ndarray]:
+    """(the Parquet files of an embeddings folder, Parquet file or list of them, in row order; their row
+    offsets, one more than the files), from the files' footers alone."""
     sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
-    return [p for s in sources for p in embedding_parts(s)]
+    parts = [p for s in sources for p in embedding_parts(s)]
+    return parts, np.concatenate([[0], np.cumsum([checked_rows(p) for p in parts])]).astype(np.int64)
+
+
+def collection_dimension(parts: list[Path], offsets: np.ndarray) -> int:
+    """D of a collection, from its first file with rows."""
+    with_rows = np.flatnonzero(np.diff(offsets))
+    if not len(with_rows):
+        raise EmbeddingsFileError(", ".join(map(str, parts)), "holds no embeddings (0 rows)")
+    return embedding_dimension(parts[with_rows[0]])
 
 
 def collection_shape(source) -> tuple[int, int]:
     """(rows, D) of an embeddings folder, Parquet file or list of them, from the files' footers alone."""
-    parts = collection_parts(source)
-    counts = [checked_rows(p) for p in parts]
-    if not sum(counts):
-        raise EmbeddingsFileError(", ".join(map(str, parts)), "holds no embeddings (0 rows)")
-    return sum(counts), embedding_dimension(next(p for p, c in zip(parts, counts) if c))
+    parts, offsets = collection_files(source)
+    return int(offsets[-1]), collection_dimension(parts, offsets)

@@ -108,7 +108,7 @@ class EmbedOptions:
 
     @property
     def rows_per_shard(self) -> int:
-        """`shard_size`, or its default: 4096 images, 128 with patch tokens (about 200 MB of them at ViT-S)."""
+        """`shard_size`, or its default: 4096 images, 128 with patch tokens (hundreds of times the embedding each)."""
         return self.shard_size or (128 if self.keep_patches else 4096)
 
     @property
