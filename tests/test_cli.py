@@ -33,6 +33,36 @@ def test_every_command_has_help_and_runs_as_python_m(capsys):
     assert run.returncode == 0 and "usage: dinokit embed" in run.stdout
 
 
+def test_every_option_has_a_spelling_that_passes_through_torchrun():
+    """torchrun reads the whole command line and refuses an ambiguous abbreviation of its own options even
+    after `-m dinokit` (`--n` could be its --nnodes or --nproc-per-node): every option needs one spelling it
+    lets through. (`download` runs without torchrun.)"""
+    import argparse
+
+    from torch.distributed.run import get_args_parser
+
+    from dinokit.cli import _all_parsers
+
+    torchrun = get_args_parser()
+    torchrun.error = lambda message: (_ for _ in ()).throw(argparse.ArgumentError(None, message))
+    refused = []
+    for parser in _all_parsers(build_parser()):
+        if parser.prog.startswith("dinokit download"):
+            continue
+        for action in parser._actions:
+            spellings = [o for o in action.option_strings if o not in ("-h", "--help")]
+            passing = []
+            for option in spellings:
+                try:
+                    torchrun.parse_args(["--nproc-per-node", "2", "-m", "dinokit", *parser.prog.split()[1:], option, "1"])
+                    passing.append(option)
+                except argparse.ArgumentError:
+                    pass
+            if spellings and not passing:
+                refused.append(f"{parser.prog} {spellings[0]}")
+    assert not refused
+
+
 def test_choices_come_from_the_library():
     run = cli("info", "x", "--interpolate-mode", "nearest")
     assert run.returncode == 2 and all(mode in run.stderr for mode in INTERPOLATE_MODES)

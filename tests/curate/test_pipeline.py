@@ -119,13 +119,35 @@ def test_single_steps_from_the_command_line(tmp_path):
 
 
 def test_torchrun_two_processes_equal_one(tmp_path):
-    structured_pool(tmp_path)
-    config = {"pool": "pool.parquet", "steps": [{"dedup": {}}, {"balance": {"target": 250, "levels": [30, 10]}}]}
+    """Every step with the pool split in two from the first read to the output: the one-process result, each
+    step's output a folder of the processes' parts; one process resumes from those parts."""
+    pool_file = structured_pool(tmp_path)
+    rng = np.random.default_rng(1)
+    vectors = read_pool(pool_file).vectors
+    write_pool(pool_of(near(rng, vectors[200:230], 0.985), "eval"), tmp_path / "eval.parquet")
+    write_pool(pool_of(near(rng, vectors[rng.choice(len(vectors), 60, replace=False)], 0.8), "seed"), tmp_path / "seeds.parquet")
+    config = {"pool": "pool.parquet", "steps": [
+        {"dedup": {}}, {"decontaminate": {"protected": ["eval.parquet"]}},
+        {"retrieve": {"seeds": "seeds.parquet", "n": 12}}, {"balance": {"target": 250, "levels": [30, 10]}}]}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     one = cli("curate", "pipeline", tmp_path / "c.yaml", "-o", tmp_path / "one", "--json")
     assert one.returncode == 0, one.stderr
     two = torchrun(2, "curate", "pipeline", tmp_path / "c.yaml", "-o", tmp_path / "two", "--json")
     assert two.returncode == 0, two.stderr
+    r1, r2 = (json.loads((tmp_path / o / "report.json").read_text()) for o in ("one", "two"))
+    assert [s["removed"] for s in r1["steps"]][:2] == [150, 30] and r1["steps"][2]["kept"] > 250
+    assert r1["duplicate_groups"] == r2["duplicate_groups"]
+    for s1, s2 in zip(r1["steps"], r2["steps"]):
+        assert {k: v for k, v in s1.items() if k != "seconds"} == {k: v for k, v in s2.items() if k != "seconds"}
     a, b = read_pool(tmp_path / "one" / "curated.parquet"), read_pool(tmp_path / "two" / "curated.parquet")
     assert a.paths == b.paths and len(a) == 250
-    assert (a.columns["cluster_l1"] == b.columns["cluster_l1"]).all()
+    assert all((a.columns[c] == b.columns[c]).all() for c in a.columns)
+    assert (tmp_path / "one" / "paths.txt").read_text() == (tmp_path / "two" / "paths.txt").read_text()
+    for stem in ("01-dedup", "01-dedup.removed", "03-retrieve", "curated"):
+        folder = tmp_path / "two" / ("steps" if stem[0] == "0" else "") / f"{stem}.parquet"
+        assert sorted(f.name for f in folder.iterdir()) == ["part-r000.parquet", "part-r001.parquet"]
+    again = cli("curate", "pipeline", tmp_path / "c.yaml", "-o", tmp_path / "two", "--json")
+    assert again.returncode == 0, again.stderr
+    report = json.loads((tmp_path / "two" / "report.json").read_text())
+    assert all(s.get("resumed") for s in report["steps"]) and report["duplicate_groups"] == r1["duplicate_groups"]
+    assert (tmp_path / "two" / "curated.parquet").is_file() and read_pool(tmp_path / "two" / "curated.parquet").paths == a.paths

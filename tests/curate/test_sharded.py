@@ -107,6 +107,43 @@ def test_balance_on_two_processes_equals_one(tmp_path):
     assert not (tmp_path / "two.parquet.levels").exists()  # the finished levels go once the step is done
 
 
+def protected_and_seeds(tmp_path):
+    """Near-copies of 60 pool images as a protected set, and 40 images near others as seeds."""
+    rng = np.random.default_rng(5)
+    pool = read_pool(tmp_path / "emb")
+    protected = near(rng, pool.vectors[100:160], 0.985)
+    seeds = near(rng, pool.vectors[rng.choice(len(pool), 40, replace=False)], 0.8)
+    write_pool(pool_of(protected, "eval"), tmp_path / "protected.parquet")
+    write_pool(pool_of(seeds, "seed"), tmp_path / "seeds.parquet")
+    return tmp_path / "protected.parquet", tmp_path / "seeds.parquet"
+
+
+@pytest.mark.parametrize("step", [["decontaminate"], ["retrieve", "--per-seed", "6"],
+                                  ["retrieve", "--mode", "cluster", "--clusters", "40", "--per-cluster", "15"]],
+                         ids=["decontaminate", "retrieve-sample", "retrieve-cluster"])
+def test_decontaminate_and_retrieve_on_two_processes_equal_one(tmp_path, step):
+    """Each process holds half the pool: decontaminate compares its rows with the protected set; retrieve
+    keeps each seed's n best of all processes, or draws from k-means clusters split across them."""
+    emb, n = planted_embeddings(tmp_path)
+    protected, seeds = protected_and_seeds(tmp_path)
+    args = ["curate", *step, emb, "--json", *(["--protected", protected] if step[0] == "decontaminate" else ["--seeds", seeds])]
+    one = cli(*args, "-o", tmp_path / "one.parquet")
+    assert one.returncode == 0, one.stderr
+    two = torchrun(2, *args, "-o", tmp_path / "two.parquet")
+    assert two.returncode == 0, two.stderr
+    s1, s2 = json.loads(one.stdout), json.loads(two.stdout)
+    assert max(s2.pop("rows_per_process")) <= n // 2 + 1
+    assert s1.pop("removed_file", "one").replace("one", "two") == s2.pop("removed_file", "two")  # retrieve removes none
+    assert s1 == s2
+    assert sorted(f.name for f in (tmp_path / "two.parquet").iterdir()) == ["part-r000.parquet", "part-r001.parquet"]
+    assert rows_of(tmp_path / "one.parquet") == rows_of(tmp_path / "two.parquet")
+    if step[0] == "decontaminate":
+        assert s1["removed"] >= 60 and s1["protected_images_with_copies"] == 60  # the 60 and some of their copies
+        assert rows_of(tmp_path / "one.removed.parquet") == rows_of(tmp_path / "two.removed.parquet")
+    else:
+        assert 0 < s1["kept"] <= 40 * (6 if "--per-seed" in step else 15)  # seeds × n, or clusters with seeds × per cluster
+
+
 def test_the_nearest_centroid_does_not_depend_on_the_split_or_the_threads():
     """Points midway between two centroids: FAISS's float32 distances put them on either side depending on the
     batch start and the thread count (over a thousand of these 20,000 flipped); k-means must not."""

@@ -81,7 +81,8 @@ def register(sub) -> None:
     r.add_argument("--seeds", required=True, help="embeddings of the curated seed images")
     r.add_argument("--mode", choices=MODES,
                    help="sample: neighbours of each seed; cluster: clusters with seeds (default: sample)")
-    r.add_argument("--n", type=positive_int, help="sample mode: neighbours per seed (4)")
+    r.add_argument("--per-seed", "--n", dest="n", type=positive_int,
+                   help="sample mode: neighbours per seed (4); --n is refused under torchrun, whose options it abbreviates")
     r.add_argument("--clusters", type=positive_int, help="cluster mode: k-means clusters (default √N)")
     r.add_argument("--per-cluster", type=positive_int, help="cluster mode: images kept per cluster with seeds (100)")
     r.add_argument("--min-score", type=float, help="sample mode: least cosine similarity to the seed")

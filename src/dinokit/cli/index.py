@@ -35,7 +35,9 @@ def register(sub) -> None:
                    help="auto: exact below 100k vectors, IVF up to 4 GiB of vectors, ivfpq beyond; ivfpq: larger than "
                         "memory (built file by file, merged on disk, memory-mapped; under torchrun each rank fills its share)")
     p.add_argument("--nlist", type=positive_int, help="ivfpq: inverted lists (default: the power of two nearest √N)")
-    p.add_argument("--m", type=positive_int, help="ivfpq: bytes per vector, a divisor of the dimension (default D/8)")
+    p.add_argument("--subquantizers", "--m", dest="m", type=positive_int,
+                   help="ivfpq: sub-quantizers m, a byte per vector each, a divisor of the dimension (default D/8); "
+                        "--m is refused under torchrun, whose options it abbreviates")
     p.add_argument("--opq", action="store_true", help="ivfpq: rotate the vectors first (OPQ): better recall, slower build")
     p.add_argument("--nprobe", type=positive_int, default=16, help="ivfpq: lists visited per query (default 16)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

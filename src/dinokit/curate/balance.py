@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..distributed import gather_varying, rank_and_world, sum_over_processes
+from ..distributed import gather_varying, rank_and_world
 from ..io import atomic_write
 from . import STRATEGIES
 from .kmeans import assign, kmeans
-from .pool import Pool
+from .pool import Pool, pool_offset, pool_size
 from .result import StepResult
 
 
@@ -103,9 +103,9 @@ def balance(pool: Pool, target: int, *, levels: list[int] | None = None, strateg
     sizes before and after, and their entropies (higher: more even). A sharded pool (torchrun): each process
     clusters its rows (`hierarchical_kmeans`); the labels (8 bytes per image and level) are gathered, every
     process draws the same sample, and each keeps its own rows of it — the one-process selection."""
-    size = int(sum_over_processes(len(pool))) if pool.sharded else len(pool)
+    size = pool_size(pool)
     levels = [min(k, size) for k in (levels or auto_levels(size))]
-    offset = int(gather_varying(np.array([len(pool)]))[: rank_and_world()[0]].sum()) if pool.sharded else 0
+    offset = pool_offset(pool)
     # k-means samples by position among the usable rows, so that the split (and the unusable rows) changes nothing
     shard = {"rows": offset + np.arange(len(pool)), "total": size} if pool.sharded else {}
     local, centroids = hierarchical_kmeans(pool.vectors, levels, iterations=iterations, seed=seed, progress=progress,

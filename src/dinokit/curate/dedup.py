@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..distributed import gather_objects, gather_varying, sum_over_processes
+from ..distributed import gather_objects, gather_varying
 from ..embeddings import DUPLICATE_NEIGHBOURS, components, duplicate_edges, duplicate_labels
 from ..embeddings.index import beyond_memory
 from ..embeddings.ivfpq import MIN_ROWS
 from ..embeddings.neighbors import EXACT_PAIRS, sharded_duplicate_labels, sharded_knn
 from . import KEEP
-from .pool import Pool
+from .pool import Pool, pool_size
 from .result import StepResult
 
 DEFAULT_THRESHOLD = 0.95
@@ -154,7 +154,7 @@ def _dedup_sharded(pool: Pool, threshold: float, *, k: int, keep: str, index, pr
     kept = pool.take(kept_rows, last=True).with_columns(dup_group=group[local[kept_rows]], dup_count=sizes[local[kept_rows]])
     nearest = gather_varying(np.where(ids[:, 1:2] >= 0, scores[:, 1:2], np.nan)[:, 0] if ids.shape[1] > 1
                              else np.full(len(pool), np.nan, np.float32))
-    total_in, total_kept = int(sum_over_processes(len(pool))), int(sum_over_processes(len(kept)))
+    total_in, total_kept = pool_size(pool), pool_size(pool, len(kept))
     return StepResult(kept, removed, {
         "step": "dedup", "threshold": threshold, "keep": keep, "k": k, "input": total_in, "kept": total_kept,
         "removed": total_in - total_kept, "duplicate_groups": int((sizes > 1).sum()), "largest_group": int(sizes.max(initial=0)),

@@ -10,6 +10,8 @@
 
 Relative paths are relative to the YAML file. Each finished step is written to OUTPUT/steps/ with a hash
 of everything it depends on; a rerun (after a kill, or with a later step changed) reuses those steps.
+Under torchrun every process holds only its slice of the pool through all the steps, and writes its part
+of each step's output (`NN-step.parquet/part-r{rank}.parquet`); the result is the one-process result.
 """
 from __future__ import annotations
 
@@ -22,15 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..distributed import barrier, gather_varying, rank_and_world
+from ..distributed import barrier, gather_objects, gather_varying, rank_and_world
 from ..embeddings import INDEX_KINDS, META_FILE
 from ..embeddings.ivfpq import build_ivfpq_index
 from ..embeddings.store import collection_shape
-from ..io import read_yaml, write_text_atomic
+from ..io import atomic_write, read_yaml, write_text_atomic
 from .balance import balance
 from .decontaminate import decontaminate
 from .dedup import dedup, wants_on_disk_index
-from .pool import read_pool, write_pool
+from .pool import pool_paths, pool_size, read_pool, save_pool
 from .report import cluster_size_plot, write_report
 from .retrieve import retrieve
 
@@ -91,19 +93,16 @@ def read_pool_arguments(step: str, args: dict) -> dict:
             else v for k, v in args.items()}
 
 
-SHARDED_STEPS = ("dedup", "balance")  # under torchrun each process holds 1/N of the pool
-
-
 def run_step(step: str, embeddings, output, *, progress: bool = True, **settings) -> dict:
     """One step on its own: embeddings (paths or pools) in, the kept images to `output` (Parquet) and the
     removed ones, with the reason, beside it (`X.removed.parquet`); returns the step's summary. Under torchrun,
-    dedup and balance read only each process's slice of the pool and write it as `output/part-r{rank}.parquet`
-    (a folder that reads as one table); balance keeps each finished k-means level in `output.levels/` until
+    each process reads only its slice of the pool and writes it as `output/part-r{rank}.parquet` (a folder
+    that reads as one table; `save_pool`); balance keeps each finished k-means level in `output.levels/` until
     the step is done, so a rerun after a kill starts from them."""
     if step not in STEPS:
         raise ValueError(f"curation step must be one of {sorted(STEPS)}, got {step!r}")
     rank, world = rank_and_world()
-    sharded = world > 1 and step in SHARDED_STEPS
+    sharded = world > 1
     stem = str(output)[: -len(".parquet")] if str(output).endswith(".parquet") else str(output)
     if step == "dedup":
         settings = auto_dedup_index(embeddings, Path(stem + ".index"), settings, sharded=sharded, progress=progress and rank == 0)
@@ -115,14 +114,9 @@ def run_step(step: str, embeddings, output, *, progress: bool = True, **settings
         levels = Path(f"{output}.levels") / key[:16]
         settings = {**settings, "checkpoint": levels}
     result = STEPS[step](pool, **read_pool_arguments(step, settings), progress=progress and rank == 0)
-    if sharded:
-        write_pool(result.kept, Path(output) / f"part-r{rank:03d}.parquet")
-        if result.removed is not None:
-            write_pool(result.removed, Path(stem + ".removed.parquet") / f"part-r{rank:03d}.parquet")
-    elif rank == 0:
-        write_pool(result.kept, output)
-        if result.removed is not None:
-            write_pool(result.removed, stem + ".removed.parquet")
+    save_pool(result.kept, output)
+    if result.removed is not None:
+        save_pool(result.removed, stem + ".removed.parquet")
     summary = {**result.summary, **_unusable(pool)}
     if step == "dedup" and settings.get("index", "auto") not in INDEX_KINDS:
         summary["index"] = str(settings["index"])
@@ -161,12 +155,15 @@ def _unusable(pool) -> dict:
 
 
 def run_pipeline(config: dict, output=None, *, progress: bool = True) -> dict:
-    """Runs the steps; returns the report (also written as OUTPUT/report.json and report.md)."""
+    """Runs the steps; returns the report (also written as OUTPUT/report.json and report.md). Under torchrun
+    the pool stays split across the processes from the first read to OUTPUT/curated.parquet (then a folder of
+    parts)."""
     out = Path(output or config.get("output") or "curated")
     (out / "steps").mkdir(parents=True, exist_ok=True)
-    rank = rank_and_world()[0]
-    pool = read_pool(config["pool"])
-    report = {"pool": config["pool"], "input": len(pool), **_unusable(pool), "steps": [], "duplicate_groups": {}}
+    rank, world = rank_and_world()
+    sharded = world > 1
+    pool = read_pool(config["pool"], shard=sharded)
+    report = {"pool": config["pool"], "input": pool_size(pool), **_unusable(pool), "steps": [], "duplicate_groups": {}}
     digest = hashlib.sha256(json.dumps(_fingerprint(config["pool"])).encode()).hexdigest()
     for i, step in enumerate(config["steps"]):
         name, args = next(iter(step.items()))
@@ -179,33 +176,35 @@ def run_pipeline(config: dict, output=None, *, progress: bool = True) -> dict:
         removed = None
         if record.get("hash") == digest:
             summary = {**record["summary"], "resumed": True}
-            pool = read_pool(f"{stem}.parquet")
+            pool = read_pool(f"{stem}.parquet", shard=sharded)
             if name == "dedup":  # its removed images make the report's duplicate groups
-                removed = read_pool(f"{stem}.removed.parquet")
+                removed = read_pool(f"{stem}.removed.parquet", shard=sharded)
         else:
             start = time.perf_counter()
             extra = {"checkpoint": out / "steps" / f"{i + 1:02d}-balance.levels" / digest[:16]} if name == "balance" else {}
             if name == "dedup" and i == 0:  # the pool as read: an index of its files fits it
-                args = auto_dedup_index(config["pool"], Path(f"{stem}.index"), args, sharded=False,
+                args = auto_dedup_index(config["pool"], Path(f"{stem}.index"), args, sharded=sharded,
                                         progress=progress and rank == 0)
             result = STEPS[name](pool, **read_pool_arguments(name, args), progress=progress and rank == 0, **extra)
             summary = {**result.summary, "seconds": round(time.perf_counter() - start, 2)}
             pool, removed = result.kept, result.removed
-            if rank == 0:
-                write_pool(pool, f"{stem}.parquet")
-                if removed is not None:
-                    write_pool(removed, f"{stem}.removed.parquet")
+            save_pool(pool, f"{stem}.parquet")
+            if removed is not None:
+                save_pool(removed, f"{stem}.removed.parquet")
+            if rank == 0:  # last: a step counts as done only once every process has written its part
                 write_text_atomic(done, json.dumps({"hash": digest, "summary": summary}, default=str))
         report["steps"].append(summary)
         if name == "dedup" and removed is not None:
-            for path, kept in zip(removed.paths, removed.columns["duplicate_of"]):
+            pairs = list(zip(removed.paths, removed.columns["duplicate_of"].tolist()))
+            for path, kept in (p for part in gather_objects(pairs) for p in part) if sharded else pairs:
                 report["duplicate_groups"].setdefault(str(kept), []).append(path)
         if name == "balance":
             report["plot"] = str(cluster_size_plot(summary["cluster_sizes_before"], summary["cluster_sizes_after"],
                                                    out / "cluster_sizes.png")) if rank == 0 else None
-    report.update(output_count=len(pool), curated=str(out / "curated.parquet"), paths=str(out / "paths.txt"))
+    report.update(output_count=pool_size(pool), curated=str(out / "curated.parquet"), paths=str(out / "paths.txt"))
+    save_pool(pool, out / "curated.parquet")
     if rank == 0:
-        write_pool(pool, out / "curated.parquet")
-        write_text_atomic(out / "paths.txt", "".join(p + "\n" for p in pool.paths))
+        with atomic_write(out / "paths.txt") as tmp, open(tmp, "w") as f:
+            f.writelines(p + "\n" for p in pool_paths(out / "curated.parquet"))
         write_report(out, report)
     return report

@@ -5,6 +5,7 @@ Read file by file into one preallocated array (never the whole Arrow table and a
 `shard=True` each process reads only its slice of the rows, so a pool of N images costs N/W per process."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,22 @@ class Pool:
                 raise ValueError(f"column {name!r} has {len(values)} values for {len(self)} images")
         return Pool(self.paths, self.vectors, {**self.columns, **{k: np.asarray(v) for k, v in columns.items()}},
                     dict(self.metadata), rows=self.rows, total=self.total, sharded=self.sharded)
+
+
+def pool_size(pool: Pool, count: int | None = None) -> int:
+    """The images of the whole pool (or `count` of them on this process): summed over the processes when each
+    holds a slice."""
+    from ..distributed import sum_over_processes
+
+    count = len(pool) if count is None else count
+    return int(sum_over_processes(count)) if pool.sharded else count
+
+
+def pool_offset(pool: Pool) -> int:
+    """Where this process's slice starts among the whole pool's images (0 unless sharded)."""
+    from ..distributed import gather_varying, rank_and_world
+
+    return int(gather_varying(np.array([len(pool)]))[: rank_and_world()[0]].sum()) if pool.sharded else 0
 
 
 def read_pool(source, *, shard: bool = False) -> Pool:
@@ -122,6 +139,35 @@ def _compact(vectors: np.ndarray, rows: np.ndarray, chunk: int = 65_536) -> np.n
         part = rows[lo:lo + chunk]
         vectors[lo:lo + len(part)] = vectors[part]
     return vectors[: len(rows)]
+
+
+def save_pool(pool: Pool, path) -> Path:
+    """A step's output as every process of a torchrun job sees it: a sharded pool becomes a folder with one
+    file per process (`part-r{rank:03d}.parquet`; it reads as one table), any other one file written by
+    rank 0. Whatever was at `path` (a file, or the parts of a run with more processes) goes first; the
+    processes wait for each other, so the output is whole when this returns."""
+    import shutil
+
+    from ..distributed import barrier, rank_and_world
+
+    path, rank = Path(path), rank_and_world()[0]
+    if rank == 0 and (pool.sharded or path.is_dir()):
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    barrier()
+    if pool.sharded:
+        write_pool(pool, path / f"part-r{rank:03d}.parquet")
+    elif rank == 0:
+        write_pool(pool, path)
+    barrier()
+    return path
+
+
+def pool_paths(source) -> Iterator[str]:
+    """The paths of a saved pool (a file or a folder of parts), in order, a row group at a time."""
+    for part in collection_files([source])[0]:
+        file = pq.ParquetFile(part)
+        for group in range(file.metadata.num_row_groups):
+            yield from file.read_row_group(group, columns=["path"]).column("path").to_pylist()
 
 
 def write_pool(pool: Pool, path, chunk_rows: int = 65_536) -> Path:

@@ -2,15 +2,21 @@
 
 sample: the n nearest pool images of each seed (the paper: 4 for most seed sets).
 cluster: k-means on the pool; from every cluster that contains a seed, m images (for large seed sets, where
-the neighbours of individual seeds would cover too little of the pool)."""
+the neighbours of individual seeds would cover too little of the pool).
+
+A sharded pool (torchrun, each process its slice of the rows) gives the one-process selection: in sample
+mode every process finds each seed's n best among its rows and the n best of all are kept; in cluster mode
+k-means is split (`kmeans`), the cluster labels (8 bytes an image) are gathered and every process draws the
+same members. Scores are recomputed elementwise (`pair_scores`), so no split changes a ranking."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..embeddings import knn
+from ..distributed import gather_varying, rank_and_world
+from ..embeddings.neighbors import knn, pair_scores, search_kind
 from . import MODES
 from .kmeans import assign, kmeans
-from .pool import Pool
+from .pool import Pool, pool_offset, pool_size
 from .result import StepResult
 
 
@@ -24,41 +30,69 @@ def retrieve(pool: Pool, seeds: Pool, *, mode: str = "sample", n: int = 4, clust
     if seeds.vectors.shape[1] != pool.vectors.shape[1]:
         raise ValueError(f"seed embeddings have dimension {seeds.vectors.shape[1]}, the pool "
                          f"{pool.vectors.shape[1]}: embed both with the same model")
-    summary = {"step": "retrieve", "mode": mode, "seeds": len(seeds), "input": len(pool)}
+    size, offset = pool_size(pool), pool_offset(pool)
+    summary = {"step": "retrieve", "mode": mode, "seeds": len(seeds), "input": size}
     if mode == "sample":
-        scores, ids = knn(pool.vectors, seeds.vectors, n, kind=index, progress=progress)
-        best_score = np.full(len(pool), -np.inf, np.float32)
-        best_seed = np.full(len(pool), -1, np.int64)
-        for s in range(len(seeds)):  # the most similar seed wins an image that several seeds retrieved
-            ok = (ids[s] >= 0) & (scores[s] >= min_score)
-            rows, sc = ids[s][ok], scores[s][ok]
-            better = sc > best_score[rows]
-            best_score[rows[better]], best_seed[rows[better]] = sc[better], s
-        rows = np.flatnonzero(best_seed >= 0)
-        kept = pool.take(rows).with_columns(
-            seed=np.array([seeds.paths[s] for s in best_seed[rows]], dtype=object), seed_score=best_score[rows])
+        rows, row_seed, row_score = _nearest_of_each_seed(pool, seeds, n, min_score, offset, kind=index, progress=progress)
+        kept = pool.take(rows, last=True).with_columns(
+            seed=np.array([seeds.paths[s] for s in row_seed], dtype=object), seed_score=row_score)
         summary.update(n=n, min_score=min_score)
     else:
-        clusters = clusters or max(2, int(round(np.sqrt(len(pool)))))
-        centroids, labels = kmeans(pool.vectors, clusters, seed=seed, progress=progress)
+        clusters = clusters or max(2, int(round(np.sqrt(size))))
+        shard = {"rows": offset + np.arange(len(pool)), "total": size} if pool.sharded else {}
+        centroids, local = kmeans(pool.vectors, clusters, seed=seed, progress=progress, **shard)
+        labels = gather_varying(local) if pool.sharded else local
         seed_cluster = assign(seeds.vectors, centroids)
-        rng = np.random.default_rng(seed)
-        rows, row_seed = [], []
-        for c in np.unique(seed_cluster):
-            members = np.flatnonzero(labels == c)
-            members = members if len(members) <= per_cluster else np.sort(rng.choice(members, per_cluster, replace=False))
-            cluster_seeds = np.flatnonzero(seed_cluster == c)
-            sims = pool.vectors[members] @ seeds.vectors[cluster_seeds].T
-            rows.append(members)
-            row_seed.append(cluster_seeds[sims.argmax(1)])
-        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        row_seed = np.concatenate(row_seed) if row_seed else np.zeros(0, np.int64)
-        order = np.argsort(rows)
-        rows, row_seed = rows[order], row_seed[order]
+        chosen = _cluster_members(labels, np.unique(seed_cluster), per_cluster, seed)
+        rows = chosen[(chosen >= offset) & (chosen < offset + len(pool))] - offset
+        row_seed = np.zeros(len(rows), np.int64)
+        for c in np.unique(local[rows]):  # each row's most similar seed among its cluster's seeds
+            at, cluster_seeds = np.flatnonzero(local[rows] == c), np.flatnonzero(seed_cluster == c)
+            sims = np.einsum("id,jd->ij", pool.vectors[rows[at]], seeds.vectors[cluster_seeds])
+            row_seed[at] = cluster_seeds[sims.argmax(1)]
         kept = pool.take(rows).with_columns(
             seed=np.array([seeds.paths[s] for s in row_seed], dtype=object),
-            seed_score=np.einsum("ij,ij->i", pool.vectors[rows], seeds.vectors[row_seed]), cluster=labels[rows])
+            seed_score=pair_scores(pool.vectors[rows], seeds.vectors[row_seed]), cluster=local[rows])
         summary.update(clusters=int(len(centroids)), per_cluster=per_cluster,
                        clusters_with_seeds=int(len(np.unique(seed_cluster))))
-    summary.update(kept=len(kept), removed=len(pool) - len(kept))
+    count = pool_size(pool, len(kept))
+    summary.update(kept=count, removed=size - count)
     return StepResult(kept, None, summary)
+
+
+def _nearest_of_each_seed(pool: Pool, seeds: Pool, n: int, min_score: float, offset: int, *, kind: str,
+                          progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(local rows, their seed, its score) of the rows among some seed's n nearest (ties: the lower row) with
+    a score ≥ min_score; a row that several seeds retrieved goes to the most similar one (ties: the first)."""
+    kind = search_kind(kind, pool_size(pool), len(seeds))
+    found = np.full((len(seeds), n), -1, np.int64)
+    if len(pool):
+        found[:, : min(n, len(pool))] = knn(pool.vectors, seeds.vectors, n, kind=kind, split=not pool.sharded,
+                                            progress=progress)[1]
+    valid = found >= 0
+    scores = np.full(found.shape, -np.inf, np.float32)
+    pairs = np.flatnonzero(valid)
+    scores.flat[pairs] = pair_scores(pool.vectors[found.flat[pairs]], seeds.vectors[pairs // n])
+    rows = np.where(valid, found + offset, np.iinfo(np.int64).max)
+    if pool.sharded:  # every process's n best of each seed, side by side: [seeds, world · n]
+        rows, scores = (np.concatenate(np.split(gather_varying(a), rank_and_world()[1]), axis=1)
+                        for a in (rows, scores))
+    best = np.lexsort((rows, -scores), axis=1)[:, :n]
+    rows, scores = np.take_along_axis(rows, best, 1), np.take_along_axis(scores, best, 1)
+    take = (rows >= offset) & (rows < offset + len(pool)) & (scores >= min_score)
+    seed_of = np.broadcast_to(np.arange(len(seeds))[:, None], rows.shape)[take]
+    rows, scores = rows[take] - offset, scores[take]
+    order = np.lexsort((seed_of, -scores, rows))  # by row, then the best score, then the first seed
+    rows, scores, seed_of = rows[order], scores[order], seed_of[order]
+    first = np.r_[True, rows[1:] != rows[:-1]]
+    return rows[first], seed_of[first], scores[first]
+
+
+def _cluster_members(labels: np.ndarray, clusters: np.ndarray, per_cluster: int, seed: int) -> np.ndarray:
+    """The pool rows drawn from each given cluster (all of them up to per_cluster), ascending."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in clusters:
+        members = np.flatnonzero(labels == c)
+        chosen.append(members if len(members) <= per_cluster else np.sort(rng.choice(members, per_cluster, replace=False)))
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)

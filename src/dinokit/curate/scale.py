@@ -1,7 +1,8 @@
 """Curation at scale, measured (a benchmark, not a test): N synthetic clustered embeddings written as files,
-then `index --kind ivfpq`, `curate dedup` (through that index) and `curate balance`, each under torchrun with
-1 and with 2 processes, printing the time and every process's peak RSS, and checking that 2 processes give
-the 1-process result:
+then `index --kind ivfpq`, `curate dedup` (through that index), `curate balance`, and with `--steps` also
+`curate decontaminate` (10,000 protected images) and `curate retrieve` (10,000 seeds × 4), each under
+torchrun with 1 and with 2 processes, printing the time and every process's peak RSS, and checking that 2
+processes give the 1-process result:
 
     python -m dinokit.curate.scale --count 10000000 --dim 384 --workdir /big/disk/scale
 
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 ROWS_PER_FILE = 100_000
+STEPS = ("index", "dedup", "balance", "decontaminate", "retrieve")
 
 
 def write_synthetic(folder: Path, count: int, dim: int, seed: int = 0) -> None:
@@ -43,6 +45,26 @@ def write_synthetic(folder: Path, count: int, dim: int, seed: int = 0) -> None:
         vectors[copies[::2]] = vectors[copies[1::2]] + 0.05 * rng.normal(size=(len(copies[::2]), dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         write_shard(target, {"dinokit.model": "synthetic"}, [f"img/{i:09d}.jpg" for i in range(lo, lo + n)], vectors)
+
+
+def write_queries(work: Path, dim: int, count: int = 10_000, seed: int = 1) -> None:
+    """protected.parquet: near-copies (cosine ≈ 0.99) of `count` rows of the first file; seeds.parquet: `count`
+    vectors near (cosine ≈ 0.8) other rows of it."""
+    import pyarrow.parquet as pq
+
+    from ..embeddings.store import embedding_matrix, write_shard
+
+    if (work / "seeds.parquet").exists():
+        return
+    rng = np.random.default_rng(seed)
+    first = work / "emb" / "part-r000-000000.parquet"
+    rows = embedding_matrix(pq.read_table(first, columns=["embedding"]).column("embedding"), first)
+    picked = rng.choice(len(rows), min(2 * count, len(rows)), replace=False)
+    for name, base, noise in (("protected", rows[picked[::2]], 0.14), ("seeds", rows[picked[1::2]], 0.75)):
+        vectors = base + noise / np.sqrt(dim) * rng.normal(size=base.shape).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        write_shard(work / f"{name}.parquet", {"dinokit.model": "synthetic"}, [f"{name}/{i:06d}.jpg" for i in range(len(base))],
+                    vectors)
 
 
 def run_measured(argv: list[str], report: Path) -> int:
@@ -94,7 +116,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="curate-scale")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--nprobe", type=int, default=4, help="lists each dedup query visits")
-    parser.add_argument("--steps", nargs="+", default=["index", "dedup", "balance"], help="which steps to measure")
+    parser.add_argument("--steps", nargs="+", default=["index", "dedup", "balance"], choices=STEPS,
+                        help="which steps to measure")
     parser.add_argument("--levels", type=int, nargs="+", help="balance: clusters per level (default: √N, √N/3)")
     parser.add_argument("--iterations", type=int, default=10, help="balance: k-means iterations per level")
     parser.add_argument("--json", default="curate-scale.json")
@@ -104,6 +127,8 @@ def main(argv=None) -> int:
     write_synthetic(work / "emb", args.count, args.dim)
     rows = [{"step": "generate", "seconds": round(time.perf_counter() - start, 1)}]
     print(f"generate: {rows[0]['seconds']} s ({args.count} × {args.dim})", flush=True)
+    if {"decontaminate", "retrieve"} & set(args.steps):
+        write_queries(work, args.dim)
     for p in args.processes:
         out = work / f"p{p}"
         if "index" in args.steps:
@@ -121,7 +146,14 @@ def main(argv=None) -> int:
             rows.append(step("balance", p, ["curate", "balance", str(source), "-o", str(out / "balance.parquet"), *levels,
                                             "--target", str(args.count // 4), "--iterations", str(args.iterations),
                                             "--json"], work))
-    if len(args.processes) > 1 and {"dedup", "balance"} & set(args.steps):
+        if "decontaminate" in args.steps:
+            rows.append(step("decontaminate", p, ["curate", "decontaminate", str(work / "emb"), "--protected",
+                                                  str(work / "protected.parquet"), "-o", str(out / "decontaminate.parquet"),
+                                                  "--json"], work))
+        if "retrieve" in args.steps:
+            rows.append(step("retrieve", p, ["curate", "retrieve", str(work / "emb"), "--seeds", str(work / "seeds.parquet"),
+                                             "--per-seed", "4", "-o", str(out / "retrieve.parquet"), "--json"], work))
+    if len(args.processes) > 1 and set(STEPS[1:]) & set(args.steps):
         rows.append({"same_result": _same_results(work, args.processes)})
         print(f"same result with {args.processes} processes: {rows[-1]['same_result']}", flush=True)
     Path(args.json).write_text(json.dumps({"count": args.count, "dim": args.dim, "steps": rows}, indent=2))
@@ -129,7 +161,7 @@ def main(argv=None) -> int:
 
 
 def _same_results(work: Path, processes: list[int]) -> dict:
-    """Whether every process count kept the same images in dedup and balance (read path columns only)."""
+    """Whether every process count kept the same images in each curation step (read path columns only)."""
     import pyarrow.dataset as ds
 
     def kept(path):
@@ -137,7 +169,7 @@ def _same_results(work: Path, processes: list[int]) -> dict:
             zero_copy_only=False))
 
     same = {}
-    for name in ("dedup", "balance"):
+    for name in STEPS[1:]:
         if not (work / f"p{processes[0]}" / f"{name}.parquet").exists():
             continue
         first = kept(work / f"p{processes[0]}" / f"{name}.parquet")

@@ -13,26 +13,45 @@ DUPLICATE_NEIGHBOURS = 64  # neighbours per item in the duplicate graph: groups 
 
 
 def knn(database: np.ndarray, queries: np.ndarray, k: int, *, kind: str = "auto", index=None,
-        batch_size: int = 65_536, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        batch_size: int = 65_536, split: bool = True, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Cosine k nearest neighbours of each query in database: (scores, ids), [Q, k] each, best first; ids -1
-    where fewer than k exist. kind: flat (exact), ivf (approximate, for millions) or auto: exact while the
-    database is small or there are at most 10¹⁰ query-database pairs to compare, IVF beyond. Queries go in
-    batches, so millions of them never make one giant result."""
+    where fewer than k exist. kind: flat (exact), ivf (approximate, for millions) or auto (`search_kind`).
+    Queries go in batches, so millions of them never make one giant result. `split`: under torchrun the
+    processes share the queries out and gather the results; False when each process brings its own queries
+    (its slice of a sharded pool) and wants only their neighbours."""
     from tqdm.auto import tqdm
 
     if index is None:
-        if kind == "auto":
-            kind = "flat" if len(database) < 10_000 or len(database) * len(queries) <= EXACT_PAIRS else "ivf"
-        index = build_faiss_index(normalized(database), kind)
+        index = build_faiss_index(normalized(database), search_kind(kind, len(database), len(queries)))
     k = min(k, index.ntotal)
-    lo, hi, per = row_slice(len(queries))
+    lo, hi, per = row_slice(len(queries)) if split else (0, len(queries), len(queries))
     mine = queries[lo:hi]
     scores = np.empty((len(mine), k), np.float32)
     ids = np.empty((len(mine), k), np.int64)
     for start in tqdm(range(0, len(mine), batch_size), desc="k-NN", unit="batch", disable=not progress, leave=False):
         end = start + batch_size
         scores[start:end], ids[start:end] = index.search(normalized(mine[start:end]), k)
+    if not split:
+        return scores, ids
     return gather_rows(scores, len(queries), per), gather_rows(ids, len(queries), per)
+
+
+def search_kind(kind: str, database: int, queries: int) -> str:
+    """`auto` made concrete: exact (flat) while the database is small or there are at most 10¹⁰ query-database
+    pairs to compare, IVF beyond. A pool split across processes passes its whole size, so that every process
+    (and one process alone) makes the same choice."""
+    if kind != "auto":
+        return kind
+    return "flat" if database < 10_000 or database * queries <= EXACT_PAIRS else "ivf"
+
+
+def pair_scores(a: np.ndarray, b: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """a[i] · b[i] for each row, elementwise in float32: unlike a BLAS product, the same value however the rows
+    are batched or split across processes, so a threshold or a ranking decided on it is too."""
+    out = np.empty(len(a), np.float32)
+    for lo in range(0, len(a), chunk):
+        out[lo:lo + chunk] = np.einsum("ij,ij->i", a[lo:lo + chunk], b[lo:lo + chunk])
+    return out
 
 
 def components(n: int, pairs_i: np.ndarray, pairs_j: np.ndarray) -> np.ndarray:
