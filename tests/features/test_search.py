@@ -55,6 +55,24 @@ def test_ivf_index_for_large_sets_finds_exact_neighbours():
     assert (ids[:, 0] == np.arange(100)).mean() >= 0.99
 
 
+def test_exact_knn_answers_what_a_flat_faiss_index_answers():
+    """knn searches the database without copying it into an index: same scores, same ids, same tie order."""
+    import faiss
+
+    from dinokit.embeddings import knn
+    from dinokit.embeddings.index import normalized
+
+    rng = np.random.default_rng(2)
+    database, queries = rng.normal(size=(3000, 32)).astype(np.float32), rng.normal(size=(300, 32)).astype(np.float32)
+    database[7] = database[5]  # a tie: the lower id first
+    index = faiss.IndexFlatIP(32)
+    index.add(normalized(database))
+    expected = index.search(normalized(queries), 8)
+    found = knn(database, queries, 8, kind="flat", batch_size=128)
+    assert np.array_equal(found[0], expected[0]) and np.array_equal(found[1], expected[1])
+    assert knn(database[:3], queries, 8)[1].shape == (300, 3)  # at most the database
+
+
 def test_dedup_finds_planted_copies_and_merges_nothing_else(photos, smooth_model_dir, tmp_path):
     folder = tmp_path / "pool"
     folder.mkdir()

@@ -22,7 +22,8 @@ def knn(database: np.ndarray, queries: np.ndarray, k: int, *, kind: str = "auto"
     from tqdm.auto import tqdm
 
     if index is None:
-        index = build_faiss_index(normalized(database), search_kind(kind, len(database), len(queries)))
+        kind = search_kind(kind, len(database), len(queries))
+        index = ExactSearch(normalized(database)) if kind == "flat" else build_faiss_index(normalized(database), kind)
     k = min(k, index.ntotal)
     lo, hi, per = row_slice(len(queries)) if split else (0, len(queries), len(queries))
     mine = queries[lo:hi]
@@ -34,6 +35,19 @@ def knn(database: np.ndarray, queries: np.ndarray, k: int, *, kind: str = "auto"
     if not split:
         return scores, ids
     return gather_rows(scores, len(queries), per), gather_rows(ids, len(queries), per)
+
+
+class ExactSearch:
+    """What an `IndexFlatIP` answers (the same FAISS routine), without the index's copy of the database: a
+    pool's k-NN then costs one normalised copy of it, not two."""
+
+    def __init__(self, vectors: np.ndarray):
+        self.vectors, self.ntotal = vectors, len(vectors)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        return faiss.knn(queries, self.vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
 
 
 def search_kind(kind: str, database: int, queries: int) -> str:
