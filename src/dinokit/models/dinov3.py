@@ -149,6 +149,12 @@ _SIZES = {  # name: (hidden_size, layers, heads, intermediate_size, gated MLP)
 VIT_SIZES = tuple(_SIZES)
 
 
+def heads_for_width(width: int) -> int:
+    """The attention heads of the released ViT of this width (heads of 64 channels; the 7B's of 128), for a
+    checkpoint that does not say; heads of 64 for any other width."""
+    return next((heads for dim, _, heads, *_ in _SIZES.values() if dim == width), max(1, width // 64))
+
+
 def dinov3_vit_config(size: str, **overrides) -> DINOv3ViTConfig:
     """The config of a released DINOv3 ViT (`s`, `splus`, `b`, `l`, `lplus`, `hplus`, `7b`): 4 storage tokens,
     LayerScale 1e-5; the 7B has no QKV bias."""

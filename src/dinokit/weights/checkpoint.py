@@ -138,13 +138,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 
 
 def _infer_dinov3_config(sd: dict[str, torch.Tensor]):
-    from ..models.dinov3 import DINOv3ViTConfig
+    from ..models.dinov3 import DINOv3ViTConfig, heads_for_width
 
     dim = sd["cls_token"].shape[-1]
     depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
     gated = "blocks.0.mlp.w1.weight" in sd
     hidden = sd["blocks.0.mlp.w1.weight" if gated else "blocks.0.mlp.fc1.weight"].shape[0]
-    heads = {384: 6, 768: 12, 1024: 16, 1280: 20, 4096: 32}.get(dim, max(1, dim // 64))
+    heads = heads_for_width(dim)
     bias = "blocks.0.attn.qkv.bias" in sd
     fields = dict(
         hidden_size=dim, num_hidden_layers=depth, num_attention_heads=heads, intermediate_size=hidden,
