@@ -144,6 +144,17 @@ def test_decontaminate_and_retrieve_on_two_processes_equal_one(tmp_path, step):
         assert 0 < s1["kept"] <= 40 * (6 if "--per-seed" in step else 15)  # seeds × n, or clusters with seeds × per cluster
 
 
+def test_a_process_that_keeps_nothing_writes_a_part_other_readers_can_merge(tmp_path):
+    """Seeds all in one process's half leave the other's part empty: its columns still say string."""
+    import pyarrow.parquet as pq
+
+    pool = pool_of(np.eye(4, 8)).with_columns(seed=np.array(["s0", "s1", "s2", "s3"], dtype=object))
+    write_pool(pool.take([]), tmp_path / "out.parquet" / "part-r000.parquet")
+    write_pool(pool, tmp_path / "out.parquet" / "part-r001.parquet")
+    assert pq.read_table(tmp_path / "out.parquet").column("seed").to_pylist() == ["s0", "s1", "s2", "s3"]
+    assert read_pool(tmp_path / "out.parquet").paths == pool.paths
+
+
 def test_the_nearest_centroid_does_not_depend_on_the_split_or_the_threads():
     """Points midway between two centroids: FAISS's float32 distances put them on either side depending on the
     batch start and the thread count (over a thousand of these 20,000 flipped); k-means must not."""

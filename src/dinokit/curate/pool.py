@@ -162,6 +162,13 @@ def save_pool(pool: Pool, path) -> Path:
     return path
 
 
+def _arrow_column(values: np.ndarray) -> pa.Array:
+    """A provenance column for Parquet. Python objects there are paths (duplicate_of, seed…): with no rows they
+    are still strings, not Arrow's null type, which a process's empty part of a sharded output would otherwise
+    have and no reader could merge with the other parts' strings."""
+    return pa.array(values, pa.string()) if values.dtype == object and not len(values) else pa.array(values)
+
+
 def pool_paths(source) -> Iterator[str]:
     """The paths of a saved pool (a file or a folder of parts), in order, a row group at a time."""
     for part in collection_files([source])[0]:
@@ -180,7 +187,7 @@ def write_pool(pool: Pool, path, chunk_rows: int = 65_536) -> Path:
     def table(lo, hi):
         values = pa.array(np.ascontiguousarray(pool.vectors[lo:hi]).ravel())
         columns = {"path": pa.array(pool.paths[lo:hi], pa.string()), "embedding": pa.FixedSizeListArray.from_arrays(values, dim)}
-        columns.update({k: pa.array(v[lo:hi]) for k, v in pool.columns.items()})
+        columns.update({k: _arrow_column(v[lo:hi]) for k, v in pool.columns.items()})
         return pa.table(columns).replace_schema_metadata(pool.metadata)
 
     first = table(0, min(len(pool), chunk_rows))
