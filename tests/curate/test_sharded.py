@@ -15,12 +15,12 @@ from tests.curate.vectors import concepts, near, pool_of
 from tests.helpers import HANG, cli, torchrun
 
 
-def planted_embeddings(tmp_path, files=5):
-    """12 concepts of power-law sizes with 150 near-copies, in several files; one NaN row (left out)."""
+def planted_embeddings(tmp_path, files=5, unusable=(40,)):
+    """12 concepts of power-law sizes with 150 near-copies, in several files; NaN rows (left out)."""
     rng = np.random.default_rng(0)
     items, _ = concepts(rng, 12, (600 / np.arange(1, 13)).astype(int))
     pool = pool_of(np.concatenate([items, near(rng, items[:150], 0.985)]))
-    pool.vectors[40] = np.nan
+    pool.vectors[list(unusable)] = np.nan
     folder = tmp_path / "emb"
     per = -(-len(pool) // files)
     for f in range(files):
@@ -124,7 +124,7 @@ def protected_and_seeds(tmp_path):
 def test_decontaminate_and_retrieve_on_two_processes_equal_one(tmp_path, step):
     """Each process holds half the pool: decontaminate compares its rows with the protected set; retrieve
     keeps each seed's n best of all processes, or draws from k-means clusters split across them."""
-    emb, n = planted_embeddings(tmp_path)
+    emb, n = planted_embeddings(tmp_path, unusable=(40, 2000))  # one in each process's half
     protected, seeds = protected_and_seeds(tmp_path)
     args = ["curate", *step, emb, "--json", *(["--protected", protected] if step[0] == "decontaminate" else ["--seeds", seeds])]
     one = cli(*args, "-o", tmp_path / "one.parquet")
@@ -132,7 +132,7 @@ def test_decontaminate_and_retrieve_on_two_processes_equal_one(tmp_path, step):
     two = torchrun(2, *args, "-o", tmp_path / "two.parquet")
     assert two.returncode == 0, two.stderr
     s1, s2 = json.loads(one.stdout), json.loads(two.stdout)
-    assert max(s2.pop("rows_per_process")) <= n // 2 + 1
+    assert max(s2.pop("rows_per_process")) <= n // 2 + 1 and s2["unusable_examples"] == ["img/000040.jpg", "img/002000.jpg"]
     assert s1.pop("removed_file", "one").replace("one", "two") == s2.pop("removed_file", "two")  # retrieve removes none
     assert s1 == s2
     assert sorted(f.name for f in (tmp_path / "two.parquet").iterdir()) == ["part-r000.parquet", "part-r001.parquet"]

@@ -31,7 +31,7 @@ class Pool:
     vectors: np.ndarray  # [N, D] float32, L2-normalised
     columns: dict[str, np.ndarray] = field(default_factory=dict)  # provenance, one value per image
     metadata: dict[str, str] = field(default_factory=dict)  # the embedding settings, carried along
-    unusable: list[str] = field(default_factory=list)  # paths left out when read: NaN or all-zero embeddings
+    unusable: list[str] = field(default_factory=list)  # paths left out when read: NaN or all-zero (sharded: the first 10)
     rows: np.ndarray | None = None  # read from files: the row of each image in them (an index's ids)
     total: int | None = None  # read from files: their rows, unusable ones included
     unusable_count: int = 0  # the unusable rows (of the whole pool when sharded)
@@ -83,7 +83,7 @@ def read_pool(source, *, shard: bool = False) -> Pool:
     Rows whose embedding is NaN, infinite or all zeros cannot be compared with anything: they are left
     out, counted and named in `Pool.unusable`, never merged into a duplicate group or a cluster. `shard`:
     under torchrun, only this process's contiguous slice of the rows (`Pool.rows` says which)."""
-    from ..distributed import rank_and_world, row_slice, sum_over_processes
+    from ..distributed import gather_objects, rank_and_world, row_slice, sum_over_processes
 
     sources = [source] if isinstance(source, (str, Path)) else list(source)
     parts, offsets = collection_files(sources)
@@ -119,9 +119,12 @@ def read_pool(source, *, shard: bool = False) -> Pool:
         vectors = np.zeros((0, collection_dimension(parts, offsets)), np.float32)
     vectors = _unit_rows(vectors[:filled])  # a view: the unusable rows' space stays unused
     columns = {k: np.concatenate(v) for k, v in columns.items()}
-    return Pool(paths, vectors, columns, metadata or {}, unusable[:10] if sharded else unusable,
+    unusable_count = int(sum_over_processes(len(unusable))) if sharded else len(unusable)
+    if sharded:  # the first ten of the whole pool, as one process would name them
+        unusable = [p for part in gather_objects(unusable[:10]) for p in part][:10]
+    return Pool(paths, vectors, columns, metadata or {}, unusable,
                 rows=np.concatenate(rows) if rows else np.zeros(0, np.int64), total=total,
-                unusable_count=sum_over_processes(len(unusable)) if sharded else len(unusable), sharded=sharded)
+                unusable_count=unusable_count, sharded=sharded)
 
 
 def _unit_rows(vectors: np.ndarray, chunk_rows: int = 65_536) -> np.ndarray:
