@@ -106,8 +106,8 @@ def build_peers(size: str, workdir: Path) -> dict[str, tuple[torch.nn.Module, to
 DINOV3_TIMM = {"s": "vit_small_patch16_dinov3_qkvb", "b": "vit_base_patch16_dinov3_qkvb"}
 
 
-def build_dinov3_peers(size: str, workdir: Path) -> dict[str, tuple[torch.nn.Module, torch.nn.Module]]:
-    """{peer: (peer model, dinokit model)} for a random DINOv3 ViT (`s` or `b`), the same weights everywhere."""
+def build_dinov3_peers(size: str, workdir: Path) -> dict[str, torch.nn.Module]:
+    """{peer: its model} for a random DINOv3 ViT (`s` or `b`), dinokit's included, the same weights everywhere."""
     from .models.dinov3 import dinov3_vit_config
     from .pretrained import DINOv3ViTModel
     from .weights.dinov3_formats import vit_to_timm
@@ -118,13 +118,13 @@ def build_dinov3_peers(size: str, workdir: Path) -> dict[str, tuple[torch.nn.Mod
         for p in ours.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     ours = fast_path(ours.eval())
-    pairs = {"dinokit": (ours, ours)}
+    models = {"dinokit": ours}
     try:
         import transformers
 
         ours.save_pretrained(workdir / f"dinov3-{size}")
         hf = transformers.DINOv3ViTModel.from_pretrained(workdir / f"dinov3-{size}", attn_implementation="sdpa")
-        pairs["transformers"] = (hf.eval(), ours)
+        models["transformers"] = hf.eval()
     except ImportError:
         pass
     try:
@@ -132,10 +132,10 @@ def build_dinov3_peers(size: str, workdir: Path) -> dict[str, tuple[torch.nn.Mod
 
         tm = timm.create_model(DINOV3_TIMM[size], pretrained=False, num_classes=0)
         tm.load_state_dict(vit_to_timm(ours.state_dict()))
-        pairs["timm"] = (tm.eval(), ours)
+        models["timm"] = tm.eval()
     except ImportError:
         pass
-    return pairs
+    return models
 
 
 def bench_dinov3(sizes=("s", "b"), image_size: int = 224, batch_sizes=(1, 8, 32), repeats: int = 10, warmup: int = 2,
@@ -146,15 +146,14 @@ def bench_dinov3(sizes=("s", "b"), image_size: int = 224, batch_sizes=(1, 8, 32)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
-            pairs = {peer: (theirs.to(device, dtype), ours.to(device, dtype))
-                     for peer, (theirs, ours) in build_dinov3_peers(size, Path(tmp)).items()}
+            models = {peer: model.to(device, dtype) for peer, model in build_dinov3_peers(size, Path(tmp)).items()}
             for batch in batch_sizes:
                 torch.manual_seed(1)
                 x = torch.randn(batch, 3, image_size, image_size).to(device, dtype)
-                timers = {peer: functools.partial(_forward, "timm" if peer == "timm" else "dinokit", theirs)
-                          for peer, (theirs, _) in pairs.items()}
+                timers = {peer: functools.partial(_forward, "timm" if peer == "timm" else "dinokit", model)
+                          for peer, model in models.items()}
                 times, outputs = time_interleaved(timers, x, warmup, repeats)
-                for peer in pairs:
+                for peer in models:
                     if peer == "dinokit":
                         continue
                     row = {"model": f"DINOv3 ViT-{size.upper()}/16", "image_size": image_size, "batch": batch, "peer": peer,
@@ -167,6 +166,7 @@ def bench_dinov3(sizes=("s", "b"), image_size: int = 224, batch_sizes=(1, 8, 32)
                                  f"{row['peer_img_s']['median']:7.2f} img/s  dinokit {row['dinokit_img_s']['median']:7.2f} "
                                  f"img/s  x{row['speedup']:.2f}  max|Δ| {row['max_abs_diff_vs_peer']:.1e}")
     return {"machine": machine_info(), "device": str(device), "dtype": str(dtype).replace("torch.", ""), "rows": rows}
+
 
 def dinov3_table(result: dict) -> str:
     lines = ["| model | batch | peer | peer img/s | dinokit img/s | speed-up | max abs diff |", "|---|---|---|---|---|---|---|"]
