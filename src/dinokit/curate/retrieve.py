@@ -10,6 +10,8 @@ k-means is split (`kmeans`), the cluster labels (8 bytes an image) are gathered 
 same members. Scores are recomputed elementwise (`pair_scores`), so no split changes a ranking."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from ..distributed import gather_varying, rank_and_world
@@ -33,7 +35,8 @@ def retrieve(pool: Pool, seeds: Pool, *, mode: str = "sample", n: int = 4, clust
     size, offset = pool_size(pool), pool_offset(pool)
     summary = {"step": "retrieve", "mode": mode, "seeds": len(seeds), "input": size}
     if mode == "sample":
-        rows, row_seed, row_score = _nearest_of_each_seed(pool, seeds, n, min_score, offset, kind=index, progress=progress)
+        rows, row_seed, row_score = _nearest_of_each_seed(pool, seeds, n, min_score, size, offset, kind=index,
+                                                          progress=progress)
         kept = pool.take(rows, last=True).with_columns(
             seed=np.array([seeds.paths[s] for s in row_seed], dtype=object), seed_score=row_score)
         summary.update(n=n, min_score=min_score)
@@ -46,10 +49,10 @@ def retrieve(pool: Pool, seeds: Pool, *, mode: str = "sample", n: int = 4, clust
         chosen = _cluster_members(labels, np.unique(seed_cluster), per_cluster, seed)
         rows = chosen[(chosen >= offset) & (chosen < offset + len(pool))] - offset
         row_seed = np.zeros(len(rows), np.int64)
-        for c in np.unique(local[rows]):  # each row's most similar seed among its cluster's seeds
-            at, cluster_seeds = np.flatnonzero(local[rows] == c), np.flatnonzero(seed_cluster == c)
-            sims = np.einsum("id,jd->ij", pool.vectors[rows[at]], seeds.vectors[cluster_seeds])
-            row_seed[at] = cluster_seeds[sims.argmax(1)]
+        seeds_of = dict(_members(seed_cluster, np.unique(seed_cluster)))
+        for c, at in _members(local[rows], np.unique(local[rows])):  # each row's most similar seed of its cluster
+            sims = np.einsum("id,jd->ij", pool.vectors[rows[at]], seeds.vectors[seeds_of[c]])
+            row_seed[at] = seeds_of[c][sims.argmax(1)]
         kept = pool.take(rows).with_columns(
             seed=np.array([seeds.paths[s] for s in row_seed], dtype=object),
             seed_score=pair_scores(pool.vectors[rows], seeds.vectors[row_seed]), cluster=local[rows])
@@ -60,11 +63,12 @@ def retrieve(pool: Pool, seeds: Pool, *, mode: str = "sample", n: int = 4, clust
     return StepResult(kept, None, summary)
 
 
-def _nearest_of_each_seed(pool: Pool, seeds: Pool, n: int, min_score: float, offset: int, *, kind: str,
+def _nearest_of_each_seed(pool: Pool, seeds: Pool, n: int, min_score: float, size: int, offset: int, *, kind: str,
                           progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(local rows, their seed, its score) of the rows among some seed's n nearest (ties: the lower row) with
-    a score ≥ min_score; a row that several seeds retrieved goes to the most similar one (ties: the first)."""
-    kind = search_kind(kind, pool_size(pool), len(seeds))
+    a score ≥ min_score; a row that several seeds retrieved goes to the most similar one (ties: the first).
+    `size`, `offset`: the whole pool's images and where this process's slice starts."""
+    kind = search_kind(kind, size, len(seeds))
     found = np.full((len(seeds), n), -1, np.int64)
     if len(pool):
         found[:, : min(n, len(pool))] = knn(pool.vectors, seeds.vectors, n, kind=kind, split=not pool.sharded,
@@ -91,8 +95,15 @@ def _nearest_of_each_seed(pool: Pool, seeds: Pool, n: int, min_score: float, off
 def _cluster_members(labels: np.ndarray, clusters: np.ndarray, per_cluster: int, seed: int) -> np.ndarray:
     """The pool rows drawn from each given cluster (all of them up to per_cluster), ascending."""
     rng = np.random.default_rng(seed)
-    chosen = []
-    for c in clusters:
-        members = np.flatnonzero(labels == c)
-        chosen.append(members if len(members) <= per_cluster else np.sort(rng.choice(members, per_cluster, replace=False)))
+    chosen = [members if len(members) <= per_cluster else np.sort(rng.choice(members, per_cluster, replace=False))
+              for _, members in _members(labels, clusters)]
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+
+
+def _members(labels: np.ndarray, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(label, the positions holding it, ascending) for each wanted label, from one sort of the labels rather
+    than a pass over all of them per label (millions of images, thousands of clusters with seeds)."""
+    order = np.argsort(labels, kind="stable")
+    ordered = labels[order]
+    for label, lo, hi in zip(wanted, np.searchsorted(ordered, wanted, "left"), np.searchsorted(ordered, wanted, "right")):
+        yield int(label), order[lo:hi]
